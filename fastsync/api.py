@@ -1,0 +1,139 @@
+"""The library API: plain functions over the async engine. Never prints, never exits."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Awaitable, Callable, Optional, TypeVar, Union
+
+from .engine import ImageResult, Job
+from .errors import FastsyncError, InvalidReference
+from .describe import image_config, inspect_output, oci_config_view, resolve_image
+from .manifest import host_platform, manifest_digest as _manifest_digest, parse_manifest
+from .model import Digest, Platform
+from .options import CopyOptions, GlobalOptions, TransportOptions
+from .progress import EventSink
+from .reference import parse_image_name
+from .session import Session
+from .store import Store
+from .transports.base import ImageReference
+
+T = TypeVar("T")
+Ref = Union[str, ImageReference]
+
+
+def _ref(name: Ref) -> ImageReference:
+    return parse_image_name(name) if isinstance(name, str) else name
+
+
+def run(fn: Callable[[Session], Awaitable[T]], global_options: Optional[GlobalOptions] = None,
+        store: Optional[Store] = None) -> T:
+    """Run `fn(session)` on a fresh event loop (uvloop when installed), honouring --command-timeout."""
+    gopts = global_options or GlobalOptions()
+
+    async def main() -> T:
+        async with Session(gopts, store) as session:
+            if gopts.command_timeout:
+                try:
+                    return await asyncio.wait_for(fn(session), gopts.command_timeout)
+                except asyncio.TimeoutError:
+                    raise FastsyncError(f"command timed out after {gopts.command_timeout:g}s") from None
+            return await fn(session)
+
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run(main())
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main())
+
+
+def copy_image(src: Ref, dst: Ref, options: Optional[CopyOptions] = None,
+               src_opts: TransportOptions = TransportOptions(), dst_opts: TransportOptions = TransportOptions(),
+               global_options: Optional[GlobalOptions] = None, store: Optional[Store] = None,
+               on_event: Optional[EventSink] = None) -> ImageResult:
+    """Copy one image (or, with multi_arch='all', a whole index) from `src` to `dst`."""
+    s, d = _ref(src), _ref(dst)
+    return run(lambda session: Job(session, options, on_event).copy(s, d, src_opts, dst_opts),
+               global_options, store)
+
+
+def inspect_image(name: Ref, opts: TransportOptions = TransportOptions(), raw: bool = False,
+                  config: bool = False, tags: bool = True, platform: Optional[Platform] = None,
+                  global_options: Optional[GlobalOptions] = None) -> Union[bytes, dict[str, Any]]:
+    """skopeo inspect: raw manifest bytes (`raw`), the config (`config`), or the summary dict."""
+    ref = _ref(name)
+
+    async def go(session: Session) -> Union[bytes, dict[str, Any]]:
+        src = await ref.open_source(session, opts)
+        try:
+            raw_top, mt = await src.get_manifest()
+            if raw and not config:
+                return raw_top
+            top = parse_manifest(raw_top, mt)
+            man = await resolve_image(src, top, platform or host_platform())
+            if config and raw:
+                if man.is_schema1:
+                    raise FastsyncError("schema 1 images have no config blob")
+                from .describe import read_blob
+                assert man.config is not None
+                return await read_blob(src, man.config)
+            conf = await image_config(src, man)
+            if config:
+                return oci_config_view(conf)
+            dref = ref.docker_reference
+            repo_tags = await src.list_tags() if tags and dref is not None else []
+            return inspect_output(dref.name if dref else None, top.digest, repo_tags, man, conf)
+        finally:
+            await src.close()
+
+    return run(go, global_options)
+
+
+def list_tags(name: Ref, opts: TransportOptions = TransportOptions(),
+              global_options: Optional[GlobalOptions] = None) -> dict[str, Any]:
+    """skopeo list-tags: {"Repository": name, "Tags": [...]}."""
+    if isinstance(name, str) and name.startswith("docker:"):
+        from .transports.registry import DockerImageReference
+
+        ref: ImageReference = DockerImageReference.parse_repository(name[len("docker:"):])
+    else:
+        ref = _ref(name)
+
+    async def go(session: Session) -> dict[str, Any]:
+        src = await ref.open_source(session, opts)
+        try:
+            tags = await src.list_tags()
+        finally:
+            await src.close()
+        dref = ref.docker_reference
+        return {"Repository": dref.name if dref else ref.details, "Tags": tags}
+
+    return run(go, global_options)
+
+
+def delete_image(name: Ref, opts: TransportOptions = TransportOptions(),
+                 global_options: Optional[GlobalOptions] = None) -> None:
+    ref = _ref(name)
+    run(lambda session: ref.delete(session, opts), global_options)
+
+
+def manifest_digest(path: str) -> Digest:
+    """skopeo manifest-digest: the digest of a manifest file (schema 1: signatures stripped)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise FastsyncError(f"reading manifest from {path}: {exc.strerror}") from None
+    return _manifest_digest(data)
+
+
+__all__ = ["copy_image", "inspect_image", "list_tags", "delete_image", "manifest_digest", "run",
+           "ImageResult", "InvalidReference"]
+
+
+def backend() -> str:
+    """'native' when the compiled core is in use, else 'python'."""
+    try:
+        from .native import BACKEND
+    except ImportError:
+        return "python"
+    return BACKEND

@@ -1,0 +1,159 @@
+"""Registry authentication: WWW-Authenticate challenges, basic auth and the Docker token flow."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Optional
+
+import orjson
+
+from .errors import NetworkError, Unauthorized
+from .options import Credentials, TransportOptions
+
+if TYPE_CHECKING:
+    import aiohttp
+
+_PARAM_RE = re.compile(r'\s*([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))\s*,?')
+
+
+@dataclass(frozen=True)
+class Challenge:
+    scheme: str                       # "basic" | "bearer" (lower case)
+    params: dict[str, str] = field(default_factory=dict, hash=False)
+
+
+def parse_challenge(header: str) -> Optional[Challenge]:
+    """Parse the first challenge of a WWW-Authenticate header (quoted values may hold commas)."""
+    header = (header or "").strip()
+    if not header:
+        return None
+    scheme, _, rest = header.partition(" ")
+    params: dict[str, str] = {}
+    pos = 0
+    while pos < len(rest):
+        m = _PARAM_RE.match(rest, pos)
+        if not m or m.end() == pos:
+            break
+        value = m.group(2) if m.group(2) is not None else m.group(3)
+        params[m.group(1).lower()] = re.sub(r"\\(.)", r"\1", value)
+        pos = m.end()
+    return Challenge(scheme.lower(), params)
+
+
+def basic_header(creds: Credentials) -> str:
+    return "Basic " + base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+
+
+@dataclass
+class _Token:
+    value: str
+    expires: float
+
+
+class Authenticator:
+    """Authorization for one registry host and one set of credentials.
+
+    Tokens are cached per scope set; concurrent requests for the same scopes share one fetch.
+    """
+
+    def __init__(self, http: "aiohttp.ClientSession", host: str, creds: Optional[Credentials],
+                 ssl: object = None, registry_token: Optional[str] = None) -> None:
+        self.http = http
+        self.host = host
+        self.creds = creds
+        self.ssl = ssl
+        self.registry_token = registry_token
+        self.challenge: Optional[Challenge] = None
+        self._tokens: dict[tuple[str, ...], _Token] = {}
+        self._pending: dict[tuple[str, ...], asyncio.Future[str]] = {}
+
+    async def header(self, scopes: tuple[str, ...]) -> Optional[str]:
+        """The Authorization header for a request needing `scopes`, or None when none is known needed."""
+        if self.registry_token:
+            return f"Bearer {self.registry_token}"
+        ch = self.challenge
+        if ch is None:
+            return None
+        if ch.scheme == "basic":
+            return basic_header(self.creds) if self.creds else None
+        if ch.scheme != "bearer":
+            return None
+        key = tuple(sorted(scopes))
+        tok = self._tokens.get(key)
+        if tok and tok.expires > time.monotonic():
+            return f"Bearer {tok.value}"
+        fut = self._pending.get(key)
+        if fut is None:
+            fut = asyncio.get_running_loop().create_future()
+            self._pending[key] = fut
+            try:
+                value = await self._fetch_token(ch, key)
+                fut.set_result(value)
+            except BaseException as exc:
+                fut.set_exception(exc)
+                fut.exception()  # mark retrieved; waiters re-raise it
+                raise
+            finally:
+                self._pending.pop(key, None)
+        return f"Bearer {await asyncio.shield(fut)}"
+
+    def on_challenge(self, header: str, scopes: tuple[str, ...]) -> bool:
+        """Record a 401's challenge; True when retrying with fresh authorization may help."""
+        ch = parse_challenge(header)
+        if ch is None or ch.scheme not in ("basic", "bearer"):
+            return False
+        if ch.scheme == "basic" and not self.creds:
+            return False
+        had = self.challenge
+        self.challenge = ch
+        self._tokens.pop(tuple(sorted(scopes)), None)
+        return had is None or had.scheme != ch.scheme or ch.scheme == "bearer"
+
+    async def _fetch_token(self, ch: Challenge, scopes: tuple[str, ...]) -> str:
+        import aiohttp
+
+        realm = ch.params.get("realm")
+        if not realm:
+            raise Unauthorized(f"registry {self.host} sent a bearer challenge without a realm", 401)
+        params = [("service", ch.params["service"])] if ch.params.get("service") else []
+        params += [("scope", s) for s in scopes]
+        headers = {}
+        if self.creds and self.creds.identity_token:
+            form = {"grant_type": "refresh_token", "refresh_token": self.creds.identity_token,
+                    "service": ch.params.get("service", ""), "client_id": "fastsync", "scope": " ".join(scopes)}
+            req = self.http.post(realm, data=form, ssl=self.ssl)
+        else:
+            if self.creds:
+                headers["Authorization"] = basic_header(self.creds)
+            req = self.http.get(realm, params=params, headers=headers, ssl=self.ssl)
+        try:
+            async with req as resp:
+                body = await resp.read()
+                if resp.status in (401, 403):
+                    raise Unauthorized(f"authenticating to {self.host}: invalid username/password or not "
+                                       f"authorized (token server answered {resp.status})", resp.status)
+                if resp.status != 200:
+                    raise Unauthorized(f"authenticating to {self.host}: token server answered {resp.status}",
+                                       resp.status)
+        except aiohttp.ClientError as exc:
+            raise NetworkError(f"authenticating to {self.host}: cannot reach the token server: {exc}") from None
+        try:
+            doc = orjson.loads(body)
+            value = doc.get("token") or doc.get("access_token")
+        except (ValueError, AttributeError):
+            value = None
+        if not value:
+            raise Unauthorized(f"authenticating to {self.host}: the token server sent no token", 401)
+        ttl = max(int(doc.get("expires_in") or 60), 60)
+        self._tokens[scopes] = _Token(value, time.monotonic() + ttl - 10)
+        return value
+
+
+def credentials_for(host: str, opts: "TransportOptions") -> Optional[Credentials]:
+    """Credentials for `host`: explicit --creds first (auth files are consulted by the auth-file layer)."""
+    if opts.no_creds:
+        return None
+    return opts.creds

@@ -1,0 +1,70 @@
+"""One error hierarchy. Each error carries its exit code and renders as one line."""
+from __future__ import annotations
+
+
+class FastsyncError(Exception):
+    """Base of every error fastsync raises on purpose; `str(err)` is the one-line message."""
+
+    exit_code = 1
+
+    def __str__(self) -> str:
+        msg = super().__str__()
+        return " ".join(msg.split()) if msg else type(self).__name__
+
+
+class UsageError(FastsyncError):
+    """The user's input is malformed (bad image name, conflicting flags)."""
+
+    exit_code = 2
+
+
+class InvalidReference(UsageError):
+    """An image name or docker reference does not parse."""
+
+
+class ManifestError(FastsyncError):
+    """A manifest or index is malformed or of an unsupported type."""
+
+
+class DigestMismatch(FastsyncError):
+    """Content did not hash to the digest (or size) that described it."""
+
+    def __init__(self, what: str, expected: str, actual: str) -> None:
+        super().__init__(f"digest mismatch for {what}: expected {expected}, got {actual}")
+        self.expected = expected
+        self.actual = actual
+
+
+class NotFound(FastsyncError):
+    """A manifest, blob, tag or repository does not exist."""
+
+
+class RegistryError(FastsyncError):
+    """A registry answered with an error; `status` is the HTTP status, `code` the OCI error code."""
+
+    def __init__(self, message: str, status: int = 0, code: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+    @property
+    def retryable(self) -> bool:
+        return self.status in (408, 425, 429) or self.status >= 500
+
+
+class Unauthorized(RegistryError):
+    """Authentication failed or was required and missing."""
+
+
+class NetworkError(FastsyncError):
+    """The connection failed (refused, reset, DNS, TLS)."""
+
+    retryable = True
+
+
+class PlatformNotFound(FastsyncError):
+    """No instance of an index matches the wanted platform."""
+
+
+class Unsupported(FastsyncError):
+    """A valid request that this transport or destination cannot do."""

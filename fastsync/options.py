@@ -1,0 +1,62 @@
+"""Small option dataclasses passed from the CLI (or a Python caller) into the library."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .model import Platform
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str = field(repr=False)
+    identity_token: str = field(default="", repr=False)
+
+    @classmethod
+    def parse(cls, text: str) -> "Credentials":
+        """`USER[:PASS]` as skopeo's --creds takes it."""
+        user, _, password = text.partition(":")
+        return cls(user, password)
+
+
+@dataclass(frozen=True)
+class TransportOptions:
+    """Per-side settings (skopeo's --src-*/--dest-* flags)."""
+
+    tls_verify: Optional[bool] = None          # None: verify, and the registry's default
+    cert_dir: Optional[str] = None
+    creds: Optional[Credentials] = None
+    authfile: Optional[str] = None
+    no_creds: bool = False
+    registry_token: Optional[str] = field(default=None, repr=False)
+    daemon_host: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class CopyOptions:
+    """What a copy does beyond moving bytes (skopeo copy's flags)."""
+
+    multi_arch: str = "system"                 # system | all | index-only
+    platform: Optional[Platform] = None        # None: the host's
+    format: Optional[str] = None               # None | "oci" | "v2s2"
+    dest_compress_format: Optional[str] = None  # None | "gzip" | "zstd"
+    dest_compress_level: Optional[int] = None
+    dest_decompress: bool = False
+    preserve_digests: bool = False
+    remove_signatures: bool = False
+    retry_times: int = 0
+    blob_concurrency: int = 6
+    digestfile: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class GlobalOptions:
+    """Process-wide settings (skopeo's global flags)."""
+
+    debug: bool = False
+    command_timeout: Optional[float] = None
+    tmpdir: Optional[str] = None
+    insecure_policy: bool = False
+    user_agent: str = "fastsync"
+    connections_per_host: int = 16

@@ -1,0 +1,78 @@
+"""A job's shared resources: the HTTP connection pool, per-registry clients, the blob store."""
+from __future__ import annotations
+
+import glob
+import os
+import ssl
+from typing import TYPE_CHECKING, Optional
+
+from .options import GlobalOptions, TransportOptions
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from .store import Store
+    from .transports.registry_client import RegistryClient
+
+CERT_DIRS = ("/etc/containers/certs.d", "/etc/docker/certs.d")
+
+
+def ssl_context(host: str, opts: TransportOptions) -> "ssl.SSLContext | bool":
+    """TLS settings for `host`: --tls-verify=false disables checks; cert dirs add CAs and client certs."""
+    if opts.tls_verify is False:
+        return False
+    ctx = ssl.create_default_context()
+    dirs = [opts.cert_dir] if opts.cert_dir else [os.path.join(d, host) for d in CERT_DIRS]
+    for d in dirs:
+        if not d or not os.path.isdir(d):
+            continue
+        for ca in sorted(glob.glob(os.path.join(d, "*.crt"))):
+            ctx.load_verify_locations(cafile=ca)
+        for cert in sorted(glob.glob(os.path.join(d, "*.cert"))):
+            key = cert[:-len(".cert")] + ".key"
+            if os.path.exists(key):
+                ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+class Session:
+    """Owns what outlives one image: connections, authenticated clients, the store. Use `async with`."""
+
+    def __init__(self, options: Optional[GlobalOptions] = None, store: Optional["Store"] = None) -> None:
+        self.options = options or GlobalOptions()
+        self.store = store
+        self._http: Optional["aiohttp.ClientSession"] = None
+        self._clients: dict[tuple[str, TransportOptions], "RegistryClient"] = {}
+
+    async def __aenter__(self) -> "Session":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def http(self) -> "aiohttp.ClientSession":
+        if self._http is None:
+            import aiohttp
+
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.options.connections_per_host,
+                                             ttl_dns_cache=300)
+            timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_read=300)
+            self._http = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
+                                               headers={"User-Agent": self.options.user_agent})
+        return self._http
+
+    def registry(self, host: str, opts: TransportOptions) -> "RegistryClient":
+        """The client for `host` with these options (one per host and option set, reused across images)."""
+        from .transports.registry_client import RegistryClient
+
+        key = (host, opts)
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = RegistryClient(self, host, opts)
+        return client
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None

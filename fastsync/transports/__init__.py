@@ -1,0 +1,1 @@
+"""Transports: each implements ImageReference / ImageSource / ImageDestination from base.py."""

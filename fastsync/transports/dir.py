@@ -1,0 +1,118 @@
+"""skopeo's `dir:` transport: manifest.json, blobs named by digest hex, a `version` file."""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, AsyncIterator, Optional
+
+from ..errors import FastsyncError, InvalidReference, NotFound
+from ..manifest import parse_manifest
+from ..model import Descriptor, Digest
+from .base import Capabilities, ImageDestination, ImageReference, ImageSource, file_chunks
+from .localfs import StagedDir, atomic_write, blob_exists, place_file, stream_to_file
+
+if TYPE_CHECKING:
+    from ..manifest import Manifest
+    from ..options import TransportOptions
+    from ..session import Session
+
+VERSION = b"Directory Transport Version: 1.1\n"
+
+
+def blob_name(digest: Digest) -> str:
+    return digest.hex if digest.algorithm == "sha256" else f"{digest.algorithm}-{digest.hex}"
+
+
+def manifest_name(instance: Optional[Digest]) -> str:
+    return f"{blob_name(instance)}.manifest.json" if instance else "manifest.json"
+
+
+class DirImageReference(ImageReference):
+    transport = "dir"
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.abspath(path)
+
+    @classmethod
+    def parse(cls, details: str) -> "DirImageReference":
+        if not details:
+            raise InvalidReference("invalid image name 'dir:': a directory path is required")
+        return cls(details)
+
+    @property
+    def details(self) -> str:
+        return self.path
+
+    async def open_source(self, session: "Session", opts: "TransportOptions") -> "DirSource":
+        if not os.path.isfile(os.path.join(self.path, "manifest.json")):
+            raise NotFound(f"{self}: no image here (missing {os.path.join(self.path, 'manifest.json')})")
+        return DirSource(self)
+
+    async def open_destination(self, session: "Session", opts: "TransportOptions") -> "DirDestination":
+        if os.path.isdir(self.path) and os.listdir(self.path):
+            try:
+                with open(os.path.join(self.path, "version"), "rb") as f:
+                    ok = f.read() == VERSION
+            except OSError:
+                ok = False
+            if not ok:
+                raise FastsyncError(f"{self}: not a containers image directory, refusing to overwrite its data")
+        elif os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise FastsyncError(f"{self}: exists and is not a directory")
+        return DirDestination(self)
+
+
+class DirSource(ImageSource):
+    def __init__(self, ref: DirImageReference) -> None:
+        self.reference = ref
+
+    async def get_manifest(self, digest: Optional[Digest] = None) -> tuple[bytes, str]:
+        path = os.path.join(self.reference.path, manifest_name(digest))
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            raise NotFound(f"{self.reference}: manifest {digest or ''} not found ({path})".replace("  ", " ")) \
+                from None
+        return raw, parse_manifest(raw).media_type
+
+    def blob_path(self, desc: Descriptor) -> Optional[str]:
+        return os.path.join(self.reference.path, blob_name(desc.digest))
+
+    def blob_chunks(self, desc: Descriptor) -> AsyncIterator[bytes]:
+        path = self.blob_path(desc)
+        assert path
+        if not os.path.exists(path):
+            raise NotFound(f"{self.reference}: blob {desc.digest} not found")
+        return file_chunks(path)
+
+
+class DirDestination(ImageDestination):
+    capabilities = Capabilities(accepts_files=True)
+
+    def __init__(self, ref: DirImageReference) -> None:
+        self.reference = ref
+        self.stage = StagedDir(ref.path)
+        atomic_write(os.path.join(self.stage.path, "version"), VERSION)
+
+    def _blob(self, desc: Descriptor) -> str:
+        return os.path.join(self.stage.path, blob_name(desc.digest))
+
+    async def try_reuse_blob(self, desc: Descriptor, mount_from=None) -> bool:
+        return blob_exists(self._blob(desc), desc)
+
+    async def put_blob(self, desc: Descriptor, chunks: AsyncIterator[bytes]) -> None:
+        await stream_to_file(self._blob(desc), chunks)
+
+    async def put_blob_file(self, desc: Descriptor, path: str, link: bool) -> None:
+        await place_file(path, self._blob(desc), link)
+
+    async def put_manifest(self, man: "Manifest", instance: bool = False) -> None:
+        name = manifest_name(man.digest if instance else None)
+        atomic_write(os.path.join(self.stage.path, name), man.raw)
+
+    async def commit(self) -> None:
+        self.stage.commit()
+
+    async def close(self) -> None:
+        if os.path.isdir(self.stage.path):
+            self.stage.abort()

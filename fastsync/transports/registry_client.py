@@ -1,0 +1,282 @@
+"""HTTP client for one registry (OCI distribution API v2): ping, auth retry, manifests, blobs, tags."""
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable, Optional
+from urllib.parse import urlencode, urljoin, urlsplit
+
+import orjson
+
+from .. import model as m
+from ..auth import Authenticator, credentials_for
+from ..errors import FastsyncError, NetworkError, NotFound, RegistryError, Unauthorized
+from ..model import Descriptor, Digest
+from ..session import ssl_context
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from ..options import TransportOptions
+    from ..session import Session
+
+ACCEPT = ", ".join(m.MANIFEST_ACCEPT)
+CHUNK = 1 << 20
+
+
+def pull(repo: str) -> str:
+    return f"repository:{repo}:pull"
+
+
+def push(repo: str) -> str:
+    return f"repository:{repo}:pull,push"
+
+
+def _error_text(status: int, body: bytes) -> tuple[str, str]:
+    """(code, message) from an OCI error body, falling back to the HTTP status."""
+    try:
+        errs = orjson.loads(body).get("errors") or []
+        if errs:
+            e = errs[0]
+            code = str(e.get("code", ""))
+            msg = str(e.get("message") or code.lower().replace("_", " "))
+            return code, msg
+    except (ValueError, AttributeError):
+        pass
+    text = body.decode("utf-8", "replace").strip().splitlines()
+    return "", (text[0][:200] if text else f"HTTP status {status}")
+
+
+class RegistryClient:
+    """Talks to one registry host with one set of options. Created and cached by `Session.registry`."""
+
+    def __init__(self, session: "Session", host: str, opts: "TransportOptions") -> None:
+        self.session = session
+        self.host = host
+        self.opts = opts
+        self.ssl = ssl_context(host.split("/")[0], opts)
+        self.base: Optional[str] = None
+        self._ping_lock = asyncio.Lock()
+        self.auth = Authenticator(session.http, host, credentials_for(host, opts), self.ssl, opts.registry_token)
+
+    # ---- plumbing -----------------------------------------------------------------------------
+
+    async def ping(self) -> str:
+        """Find the scheme (https, or http when TLS verification is off) and the auth challenge."""
+        if self.base:
+            return self.base
+        import aiohttp
+
+        async with self._ping_lock:
+            if self.base:
+                return self.base
+            schemes = ["https", "http"] if self.opts.tls_verify is False else ["https"]
+            last: Optional[BaseException] = None
+            for scheme in schemes:
+                url = f"{scheme}://{self.host}/v2/"
+                try:
+                    async with self.session.http.get(url, ssl=self.ssl if scheme == "https" else None,
+                                                     allow_redirects=False) as resp:
+                        await resp.read()
+                        if resp.status == 401:
+                            self.auth.on_challenge(resp.headers.get("WWW-Authenticate", ""), ())
+                        elif resp.status >= 500 or resp.status == 404:
+                            raise RegistryError(f"pinging container registry {self.host}: unexpected status "
+                                                f"{resp.status}", resp.status)
+                    self.base = f"{scheme}://{self.host}"
+                    return self.base
+                except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                    last = exc
+            hint = "" if self.opts.tls_verify is False else " (use --tls-verify=false for a plain-http registry)"
+            raise NetworkError(f"pinging container registry {self.host}: {_describe(last)}{hint}")
+
+    @asynccontextmanager
+    async def request(self, method: str, path_or_url: str, scopes: Iterable[str], *,
+                      headers: Optional[dict[str, str]] = None, data: Any = None,
+                      params: Optional[dict[str, str]] = None, ok: tuple[int, ...] = (200,),
+                      what: str = "", allow_redirects: bool = True) -> AsyncIterator["aiohttp.ClientResponse"]:
+        """One request with auth: on 401, answer the challenge and retry once (replayable bodies only)."""
+        import aiohttp
+
+        base = await self.ping()
+        url = path_or_url if "://" in path_or_url else base + path_or_url
+        scopes = tuple(scopes)
+        replayable = data is None or isinstance(data, (bytes, bytearray))
+        for attempt in (0, 1):
+            hdrs = dict(headers or {})
+            auth = await self.auth.header(scopes)
+            if auth:
+                hdrs["Authorization"] = auth
+            try:
+                resp = await self.session.http.request(method, url, headers=hdrs, data=data, params=params,
+                                                       ssl=self.ssl if url.startswith("https:") else None,
+                                                       allow_redirects=allow_redirects)
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                raise NetworkError(f"{what or method + ' ' + url}: {_describe(exc)}") from None
+            try:
+                if resp.status == 401 and attempt == 0 and replayable and \
+                        self.auth.on_challenge(resp.headers.get("WWW-Authenticate", ""), scopes):
+                    await resp.read()
+                    continue
+                if resp.status not in ok:
+                    body = await resp.read() if method != "HEAD" else b""
+                    raise self._error(resp.status, body, what or f"{method} {urlsplit(url).path}")
+                yield resp
+                return
+            finally:
+                resp.release()
+
+    def _error(self, status: int, body: bytes, what: str) -> FastsyncError:
+        code, msg = _error_text(status, body)
+        if status == 401:
+            if not self.auth.creds:
+                msg = f"authentication required ({msg})" if msg != "authentication required" else msg
+            return Unauthorized(f"{what}: unauthorized: {msg}", status, code)
+        if status == 403:
+            return Unauthorized(f"{what}: denied: {msg}", status, code)
+        if status == 404:
+            return NotFound(f"{what}: {msg}")
+        return RegistryError(f"{what}: {msg} (HTTP {status})", status, code)
+
+    # ---- manifests ----------------------------------------------------------------------------
+
+    async def get_manifest(self, repo: str, ref: str) -> tuple[bytes, str, Optional[str]]:
+        """(bytes, media type, Docker-Content-Digest header) of a manifest by tag or digest."""
+        async with self.request("GET", f"/v2/{repo}/manifests/{ref}", (pull(repo),), headers={"Accept": ACCEPT},
+                                what=f"reading manifest {ref} in {self.host}/{repo}") as resp:
+            raw = await resp.read()
+            mt = resp.headers.get("Content-Type", "").split(";")[0].strip()
+            return raw, mt, resp.headers.get("Docker-Content-Digest")
+
+    async def head_manifest(self, repo: str, ref: str) -> Optional[Digest]:
+        """The digest a tag/digest resolves to, or None when it does not exist (HEAD: no pull counted)."""
+        try:
+            async with self.request("HEAD", f"/v2/{repo}/manifests/{ref}", (pull(repo),),
+                                    headers={"Accept": ACCEPT}, ok=(200,),
+                                    what=f"checking manifest {ref} in {self.host}/{repo}") as resp:
+                dcd = resp.headers.get("Docker-Content-Digest")
+                return Digest.parse(dcd) if dcd else None
+        except NotFound:
+            return None
+
+    async def put_manifest(self, repo: str, ref: str, raw: bytes, media_type: str) -> Optional[str]:
+        async with self.request("PUT", f"/v2/{repo}/manifests/{ref}", (push(repo),), data=raw,
+                                headers={"Content-Type": media_type}, ok=(200, 201, 202),
+                                what=f"writing manifest {ref} to {self.host}/{repo}") as resp:
+            return resp.headers.get("Docker-Content-Digest")
+
+    async def delete_manifest(self, repo: str, digest: Digest) -> None:
+        async with self.request("DELETE", f"/v2/{repo}/manifests/{digest}", (f"repository:{repo}:delete",
+                                                                              push(repo)),
+                                ok=(200, 202), what=f"deleting {self.host}/{repo}@{digest}"):
+            return
+
+    # ---- blobs --------------------------------------------------------------------------------
+
+    async def has_blob(self, repo: str, desc: Descriptor, scopes: Optional[tuple[str, ...]] = None) -> bool:
+        try:
+            async with self.request("HEAD", f"/v2/{repo}/blobs/{desc.digest}", scopes or (pull(repo),),
+                                    what=f"checking blob {desc.digest} in {self.host}/{repo}") as resp:
+                size = resp.headers.get("Content-Length")
+                return desc.size < 0 or size is None or int(size) == desc.size
+        except NotFound:
+            return False
+
+    async def blob_chunks(self, repo: str, desc: Descriptor) -> AsyncIterator[bytes]:
+        """Stream a blob, following redirects by hand so credentials never leave the registry host."""
+        import aiohttp
+
+        what = f"reading blob {desc.digest} from {self.host}/{repo}"
+        async with self.request("GET", f"/v2/{repo}/blobs/{desc.digest}", (pull(repo),),
+                                ok=(200, 301, 302, 303, 307, 308), what=what, allow_redirects=False) as resp:
+            if resp.status == 200:
+                async for chunk in _iter(resp, what):
+                    yield chunk
+                return
+            location = urljoin(str(resp.url), resp.headers.get("Location", ""))
+        origin = urlsplit(self.base or "").netloc
+        for _ in range(10):
+            same = urlsplit(location).netloc == origin
+            if same:
+                auth = await self.auth.header((pull(repo),))
+                headers = {"Authorization": auth} if auth else {}
+            else:
+                headers = {}
+            try:
+                async with self.session.http.get(location, headers=headers, allow_redirects=False,
+                                                 ssl=self.ssl if location.startswith("https:") else None) as r:
+                    if r.status in (301, 302, 303, 307, 308):
+                        location = urljoin(location, r.headers.get("Location", ""))
+                        continue
+                    if r.status != 200:
+                        raise self._error(r.status, await r.read(), what)
+                    async for chunk in _iter(r, what):
+                        yield chunk
+                    return
+            except aiohttp.ClientError as exc:
+                raise NetworkError(f"{what}: {_describe(exc)}") from None
+        raise RegistryError(f"{what}: too many redirects")
+
+    async def mount_blob(self, repo: str, desc: Descriptor, from_repo: str) -> bool:
+        """Cross-repository mount; True when the registry mounted it (201)."""
+        q = urlencode({"mount": str(desc.digest), "from": from_repo})
+        async with self.request("POST", f"/v2/{repo}/blobs/uploads/?{q}", (push(repo), pull(from_repo)),
+                                ok=(201, 202), what=f"mounting {desc.digest} into {self.host}/{repo}") as resp:
+            if resp.status == 201:
+                return True
+            loc = resp.headers.get("Location")
+        if loc:  # an upload session was opened instead; close it
+            try:
+                async with self.request("DELETE", urljoin(self.base or "", loc), (push(repo),), ok=(204, 200, 202, 404)):
+                    pass
+            except FastsyncError:
+                pass
+        return False
+
+    async def upload_blob(self, repo: str, desc: Descriptor, chunks: AsyncIterator[bytes]) -> None:
+        """POST an upload session, then one streamed PUT with the digest (the registry verifies it)."""
+        what = f"writing blob {desc.digest} to {self.host}/{repo}"
+        async with self.request("POST", f"/v2/{repo}/blobs/uploads/", (push(repo),), ok=(202,), what=what) as resp:
+            loc = resp.headers.get("Location")
+        if not loc:
+            raise RegistryError(f"{what}: the registry gave no upload location")
+        url = urljoin(self.base or "", loc)
+        url += ("&" if "?" in url else "?") + urlencode({"digest": str(desc.digest)})
+        headers = {"Content-Type": "application/octet-stream"}
+        if desc.size >= 0:
+            headers["Content-Length"] = str(desc.size)
+        async with self.request("PUT", url, (push(repo),), data=chunks, headers=headers, ok=(201, 204), what=what):
+            pass
+
+    # ---- tags ---------------------------------------------------------------------------------
+
+    async def list_tags(self, repo: str) -> list[str]:
+        tags: list[str] = []
+        path: Optional[str] = f"/v2/{repo}/tags/list"
+        while path:
+            async with self.request("GET", path, (pull(repo),), what=f"listing tags of {self.host}/{repo}") as resp:
+                doc = orjson.loads(await resp.read())
+                link = resp.headers.get("Link", "")
+            tags.extend(doc.get("tags") or [])
+            path = None
+            if 'rel="next"' in link:
+                target = link.split(";")[0].strip().strip("<>")
+                path = urljoin(self.base or "", target)
+        return tags
+
+
+async def _iter(resp: "aiohttp.ClientResponse", what: str) -> AsyncIterator[bytes]:
+    import aiohttp
+
+    try:
+        async for chunk in resp.content.iter_chunked(CHUNK):
+            yield chunk
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise NetworkError(f"{what}: {_describe(exc)}") from None
+
+
+def _describe(exc: Optional[BaseException]) -> str:
+    if exc is None:
+        return "unknown error"
+    text = str(exc) or type(exc).__name__
+    return " ".join(text.split())

@@ -27,6 +27,8 @@ Public API
     when pushed to the repository ``name`` (the name is embedded and signed).
 ``sample_set()`` -> dict of the standard images: v2s2, oci, zstd, multiarch, list,
     schema1 (name ``SCHEMA1_NAME``, tag ``SCHEMA1_TAG``), empty, shared.
+``sample_repo(name)`` -> (repository, tag) where the sample set is pushed by the fixtures
+    (``samples/<name>``, ``latest``; schema1: ``SCHEMA1_NAME``, ``SCHEMA1_TAG``).
 ``write_dir(image, path)``
     skopeo's ``dir:`` layout as skopeo 1.9 writes it (see the function).
 ``write_oci(image, layout, ref=None)``
@@ -483,6 +485,12 @@ def sample_set() -> dict[str, SampleImage]:
             "shared": make_image(10, layers=2, fmt="v2s2", base_seed=1, base_layers=1),
         }
     return dict(_SAMPLE_SET)
+
+
+def sample_repo(name: str) -> tuple[str, str]:
+    if name == "schema1":
+        return SCHEMA1_NAME, SCHEMA1_TAG
+    return f"samples/{name}", "latest"
 
 
 # Writers ---------------------------------------------------------------------------

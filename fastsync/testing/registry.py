@@ -33,6 +33,7 @@ Public API
 """
 from __future__ import annotations
 
+import atexit
 import base64
 import json
 import os
@@ -57,6 +58,25 @@ from .tokenserver import TokenServer
 
 if TYPE_CHECKING:
     from .images import SampleImage
+
+
+# Safety net: docker-registry processes still running when the interpreter exits are
+# terminated, even when their Registry object was dropped without stop() (a failed
+# test), so a test session never leaves registries behind. Strong references on purpose.
+_LIVE: "set[subprocess.Popen]" = set()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for proc in list(_LIVE):
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in list(_LIVE):
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    _LIVE.clear()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -231,6 +251,7 @@ class Registry:
             self._proc = subprocess.Popen([self.binary, "serve", str(self.config_path)],
                                           stdin=subprocess.DEVNULL, stdout=self._log_file,
                                           stderr=subprocess.STDOUT, start_new_session=True)
+            _LIVE.add(self._proc)
             try:
                 self._wait_ready(timeout)
                 return self
@@ -258,6 +279,7 @@ class Registry:
 
     def _kill(self) -> None:
         if self._proc is not None:
+            _LIVE.discard(self._proc)
             if self._proc.poll() is None:
                 self._proc.terminate()
                 try:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Callable, Optional, Union
 
 from aiohttp import web
+from multidict import CIMultiDict
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
@@ -63,7 +64,7 @@ class TokenRequest:
     scopes: tuple[str, ...]      # as asked, in order
     granted: tuple[str, ...]     # "type:name:actions" actually granted
     status: int
-    headers: dict = field(default_factory=dict, compare=False)
+    headers: CIMultiDict = field(default_factory=CIMultiDict, compare=False)
 
 
 def parse_scope(scope: str) -> Optional[tuple[str, str, list]]:
@@ -253,7 +254,7 @@ class TokenServer:
         with self._lock:
             self.requests.append(TokenRequest(user=user, service=service, scopes=tuple(flat),
                                               granted=tuple(granted), status=status,
-                                              headers=dict(request.headers)))
+                                              headers=CIMultiDict(request.headers)))
         if status == 401:
             return web.json_response(
                 {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]},

@@ -189,5 +189,8 @@ def manifest_digest(manifest: str) -> None:
     click.echo(str(api.manifest_digest(manifest)))
 
 
+# Commands defined in their own modules register here, one line each.
+# (keep this block at the end of the file)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

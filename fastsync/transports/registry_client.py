@@ -12,7 +12,7 @@ from .. import model as m
 from ..auth import Authenticator, credentials_for
 from ..errors import FastsyncError, NetworkError, NotFound, RegistryError, Unauthorized
 from ..model import Descriptor, Digest
-from ..session import ssl_context
+from ..tls import ssl_context
 
 if TYPE_CHECKING:
     import aiohttp

@@ -157,6 +157,12 @@ def test_write_oci_keeps_other_refs_and_skopeo_reads_them(sample_images, run_sko
     assert run_skopeo("inspect", "--raw", f"oci:{layout}:two").stdout == sample_images["multiarch"].manifest
     for digest, data in sample_images["multiarch"].all_blobs().items():
         assert (layout / "blobs" / "sha256" / digest.split(":")[1]).read_bytes() == data
+    # skopeo does not see Docker-typed entries in index.json, so write_oci refuses them by default
+    with pytest.raises(ValueError):
+        images.write_oci(sample_images["v2s2"], layout, "docker")
+    images.write_oci(sample_images["v2s2"], layout, "docker", allow_docker=True)
+    assert b"no descriptor found" in run_skopeo("inspect", "--raw", f"oci:{layout}:docker", check=False).stderr
+    assert run_skopeo("inspect", "--raw", f"oci:{layout}:two").stdout == sample_images["multiarch"].manifest
 
 
 # ------------------------------------------------------------------ registries

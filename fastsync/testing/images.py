@@ -23,16 +23,17 @@ Public API
 ``make_index(children, fmt="oci"|"v2s2")``
     OCI image index or Docker manifest list with platform fields.
 ``make_schema1(seed, name, tag, arch="amd64")``
-    Signed schema 1 (libtrust JWS, ECDSA P-256) that distribution accepts on PUT
-    when pushed to the repository ``name`` (the name is embedded and signed).
+    Signed schema 1 (libtrust JWS, ECDSA P-256) that distribution verifies and accepts
+    on PUT. Note distribution stores only the signed payload and re-signs it with its own
+    key on every GET: compare schema 1 by ``manifest_digest``, never by bytes, after a registry.
 ``sample_set()`` -> dict of the standard images: v2s2, oci, zstd, multiarch, list,
     schema1 (name ``SCHEMA1_NAME``, tag ``SCHEMA1_TAG``), empty, shared.
 ``sample_repo(name)`` -> (repository, tag) where the sample set is pushed by the fixtures
     (``samples/<name>``, ``latest``; schema1: ``SCHEMA1_NAME``, ``SCHEMA1_TAG``).
 ``write_dir(image, path)``
     skopeo's ``dir:`` layout as skopeo 1.9 writes it (see the function).
-``write_oci(image, layout, ref=None)``
-    OCI image layout; adds/replaces the index.json entry for ``ref``.
+``write_oci(image, layout, ref=None, allow_docker=False)``
+    OCI image layout; adds/replaces the index.json entry for ``ref`` (written atomically).
 ``push_with_skopeo(image_or_dir, dest, creds=None, tls_verify=False, cert_dir=None)``
     Seed a registry with ``skopeo copy --all --preserve-digests``.
 ``manifest_digest(manifest_bytes)``
@@ -515,10 +516,19 @@ def write_dir(image: SampleImage, path: Union[str, "_os.PathLike[str]"]) -> None
     _write_file(p / "manifest.json", image.manifest)
 
 
-def write_oci(image: SampleImage, layout: Union[str, "_os.PathLike[str]"], ref: Optional[str] = None) -> None:
-    """Write ``image`` into an OCI image layout, adding (or replacing) the entry for ``ref``."""
+def write_oci(image: SampleImage, layout: Union[str, "_os.PathLike[str]"], ref: Optional[str] = None,
+              allow_docker: bool = False) -> None:
+    """Write ``image`` into an OCI image layout, adding (or replacing) the entry for ``ref``.
+
+    skopeo 1.9 ignores index.json entries whose mediaType is not an OCI manifest/index
+    ("no descriptor found for reference"), so Docker-typed images are refused unless
+    ``allow_docker=True`` (to test how a reader copes with such a layout). The OCI twin of
+    a v2s2 sample is ``make_image(same seed, fmt="oci")``: same config and layer bytes."""
     if image.media_type == DOCKER_V2S1_SIGNED:
         raise ValueError("schema 1 images cannot be stored in an OCI layout")
+    if not allow_docker and image.media_type not in (OCI_MANIFEST, OCI_INDEX):
+        raise ValueError(f"{image.media_type} in an OCI layout is invisible to skopeo; "
+                         "use an OCI image or pass allow_docker=True")
     root = Path(layout)
     blobs_dir = root / "blobs" / "sha256"
     blobs_dir.mkdir(parents=True, exist_ok=True)
@@ -564,8 +574,9 @@ def push_with_skopeo(
     "docker://...") with ``skopeo copy --all --preserve-digests``; raises
     ``subprocess.CalledProcessError`` (with skopeo's stderr) on failure.
 
-    A schema 1 image must be pushed to the repository named in it (distribution
-    checks the signed name)."""
+    skopeo refuses to push a schema 1 image anywhere but the name:tag embedded in it
+    ("would change the manifest" with --preserve-digests); ``Registry.push_image`` has
+    no such limit (distribution does not check the embedded name)."""
     if not dest.startswith("docker://"):
         dest = "docker://" + dest
     with tempfile.TemporaryDirectory(prefix="fastsync-push-") as tmp:

@@ -1,7 +1,7 @@
 """Shared real-parts fixtures: docker-registry processes, a token server, proxies, sample images.
 
 Session-scoped (started on first use, stopped at session end even on failure):
-  skopeo              path of the skopeo binary (skips with a reason if missing)
+  skopeo              path of the skopeo binary (skips with a reason if missing; fails under CI=true)
   sample_images       fastsync.testing.images.sample_set(): {name: SampleImage}
   registry            plain-HTTP registry, anonymous read/write
   seeded_registry     another plain registry holding every sample image byte-exactly
@@ -36,18 +36,26 @@ from fastsync.testing.registry import Registry
 from fastsync.testing.tokenserver import TokenServer
 
 
+def _require(binary: str, package: str) -> str:
+    """Path of a required tool; skip without it locally, but fail under CI, where a skip
+    would hide a missing install step."""
+    path = shutil.which(binary)
+    if path is None:
+        reason = f"{binary} is not installed (apt-get install {package})"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
 def _started(**kwargs: object) -> Registry:
-    if shutil.which("docker-registry") is None:
-        pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
+    _require("docker-registry", "docker-registry")
     return Registry(**kwargs).start()  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
 def skopeo() -> str:
-    path = shutil.which("skopeo")
-    if path is None:
-        pytest.skip("skopeo is not installed (apt-get install skopeo)")
-    return path
+    return _require("skopeo", "skopeo")
 
 
 @pytest.fixture(scope="session")

@@ -290,6 +290,25 @@ def test_token_registry_push_pull_and_recorded_scopes(token_registry, token_serv
     assert claims["access"] == [{"type": "repository", "name": "x", "actions": ["pull"]}]
 
 
+def test_token_server_policy_restricts_a_user(registry_factory, sample_images, run_skopeo):
+    from fastsync.testing.tokenserver import TokenServer
+
+    with TokenServer(users={"writer": "w", "reader": "r"}, allow_anonymous=False,
+                     policy={"reader": {"*": ["pull"]}}) as server:
+        reg = registry_factory(auth="token", token_server=server, username="writer", password="w")
+        ref = f"{reg.host}/policy/img:1"
+        images.push_with_skopeo(sample_images["empty"], ref, creds="writer:w")
+        with pytest.raises(subprocess.CalledProcessError):
+            images.push_with_skopeo(sample_images["empty"], f"{reg.host}/policy/other:1", creds="reader:r")
+        assert run_skopeo("inspect", "--raw", "--tls-verify=false", "--creds=reader:r",
+                          f"docker://{ref}").stdout == sample_images["empty"].manifest
+        anon = run_skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}", check=False)
+        assert anon.returncode != 0
+        reader = [r for r in server.snapshot() if r.user == "reader"]
+        assert reader and not any("push" in g for r in reader for g in r.granted)
+        assert server.snapshot()[-1].user is None and server.snapshot()[-1].status == 401
+
+
 def test_tls_registry_needs_the_ca(tls_registry, sample_images, run_skopeo):
     assert tls_registry.url.startswith("https://127.0.0.1:")
     assert sorted(p.name for p in tls_registry.cert_dir.iterdir()) == ["ca.crt"]
@@ -372,6 +391,22 @@ def test_tamper_proxy_corrupts_exactly_what_it_is_told(registry, tamper_proxy, s
     body, headers = get("/v2/tamper/img/manifests/1", accept=img.media_type)
     assert body == img.manifest
     assert any(r.path == "/v2/tamper/img/manifests/1" for r in tamper_proxy.requests)
+
+
+def test_tamper_proxy_forwards_pushes_to_a_tls_registry(tls_registry, sample_images):
+    from fastsync.testing.proxy import TamperProxy
+
+    img = sample_images["multiarch"]
+    with TamperProxy(tls_registry.url, ssl_context=tls_registry.ssl_context()) as proxy:
+        images.push_with_skopeo(img, f"{proxy.host}/proxied/img:1")  # Location rewritten to the proxy
+        layer = img.children[0].layers[0]
+        req = urllib.request.Request(f"{proxy.url}/v2/proxied/img/blobs/{layer.digest}", method="HEAD")
+        with urllib.request.urlopen(req) as resp:
+            assert resp.headers["Content-Length"] == str(layer.size)
+            assert resp.headers["Docker-Content-Digest"] == layer.digest
+        assert {r.method for r in proxy.requests} >= {"POST", "PATCH", "PUT", "HEAD"}
+    got = tls_registry.request("GET", "/v2/proxied/img/manifests/1", headers={"Accept": img.media_type})
+    assert got.body == img.manifest
 
 
 def test_redirect_capture_sees_no_authorization_from_skopeo(auth_registry, redirect_capture, sample_images,

@@ -42,6 +42,7 @@ Public API
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import hashlib
 import io
@@ -52,7 +53,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
@@ -109,7 +110,7 @@ class SampleImage:
     blobs: tuple[Blob, ...]
     children: tuple["SampleImage", ...] = ()
     platform: Optional[tuple[str, str, Optional[str]]] = None  # (os, arch, variant)
-    diff_ids: tuple[str, ...] = field(default=(), compare=False)
+    diff_ids: tuple[str, ...] = ()
 
     @property
     def is_index(self) -> bool:
@@ -239,19 +240,10 @@ def _layer_seed(seed: int, index: int) -> int:
     return int.from_bytes(hashlib.sha256(f"fastsync-layer:{seed}:{index}".encode()).digest()[:8], "big")
 
 
-_LAYER_CACHE: dict[tuple[int, int, str], tuple[bytes, bytes]] = {}
-
-
 def make_layer(layer_seed: int, size: int, compression: str = "gzip") -> tuple[bytes, bytes]:
-    """Return (uncompressed tar, compressed blob) for one layer."""
-    key = (layer_seed, size, compression)
-    hit = _LAYER_CACHE.get(key)
-    if hit is None:
-        raw = _tar(_layer_files(layer_seed, size))
-        hit = (raw, _compress(raw, compression))
-        if size <= 4 * 1024 * 1024:
-            _LAYER_CACHE[key] = hit
-    return hit
+    """Return (uncompressed tar, compressed blob) for one layer of about ``size`` bytes of files."""
+    raw = _tar(_layer_files(layer_seed, size))
+    return raw, _compress(raw, compression)
 
 
 def _json(obj: object, indent: Optional[int] = None) -> bytes:
@@ -461,31 +453,29 @@ def make_schema1(seed: int, name: str = SCHEMA1_NAME, tag: str = SCHEMA1_TAG,
                        diff_ids=(sha256_digest(raw1), sha256_digest(raw2)))
 
 
-_SAMPLE_SET: Optional[dict[str, SampleImage]] = None
-
-
 def sample_set() -> dict[str, SampleImage]:
-    """The standard test images (cached; the images are immutable)."""
-    global _SAMPLE_SET
-    if _SAMPLE_SET is None:
-        v2s2 = make_image(1, layers=2, fmt="v2s2")
-        _SAMPLE_SET = {
-            "v2s2": v2s2,
-            "oci": make_image(2, layers=3, fmt="oci"),
-            "zstd": make_image(3, layers=2, fmt="oci", compression="zstd"),
-            "multiarch": make_index([
-                make_image(4, layers=2, fmt="oci", arch="amd64"),
-                make_image(5, layers=2, fmt="oci", arch="arm64", variant="v8"),
-            ], fmt="oci"),
-            "list": make_index([
-                make_image(6, layers=1, fmt="v2s2", arch="amd64"),
-                make_image(7, layers=1, fmt="v2s2", arch="arm", variant="v7"),
-            ], fmt="v2s2"),
-            "schema1": make_schema1(8, SCHEMA1_NAME, SCHEMA1_TAG),
-            "empty": make_image(9, layers=0, fmt="v2s2"),
-            "shared": make_image(10, layers=2, fmt="v2s2", base_seed=1, base_layers=1),
-        }
-    return dict(_SAMPLE_SET)
+    """The standard test images (built once per process; the images are immutable)."""
+    return dict(_build_sample_set())
+
+
+@functools.lru_cache(maxsize=1)
+def _build_sample_set() -> dict[str, SampleImage]:
+    return {
+        "v2s2": make_image(1, layers=2, fmt="v2s2"),
+        "oci": make_image(2, layers=3, fmt="oci"),
+        "zstd": make_image(3, layers=2, fmt="oci", compression="zstd"),
+        "multiarch": make_index([
+            make_image(4, layers=2, fmt="oci", arch="amd64"),
+            make_image(5, layers=2, fmt="oci", arch="arm64", variant="v8"),
+        ], fmt="oci"),
+        "list": make_index([
+            make_image(6, layers=1, fmt="v2s2", arch="amd64"),
+            make_image(7, layers=1, fmt="v2s2", arch="arm", variant="v7"),
+        ], fmt="v2s2"),
+        "schema1": make_schema1(8, SCHEMA1_NAME, SCHEMA1_TAG),
+        "empty": make_image(9, layers=0, fmt="v2s2"),
+        "shared": make_image(10, layers=2, fmt="v2s2", base_seed=1, base_layers=1),
+    }
 
 
 def sample_repo(name: str) -> tuple[str, str]:

@@ -33,10 +33,12 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 from typing import Any, Awaitable, Callable, Optional
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 from multidict import CIMultiDict
+from yarl import URL
 
 _CHUNK = 256 * 1024
 
@@ -392,6 +394,14 @@ class TamperProxy(_HTTPServer):
         if self._session is not None:
             await self._session.close()
 
+    def _rewrite_location(self, location: str) -> str:
+        """A Location pointing at the upstream (or at us with the upstream's https scheme,
+        as a TLS registry builds it from our Host header) is made to point at this proxy."""
+        parts = urlsplit(location)
+        if parts.scheme and parts.netloc in (urlsplit(self.target_url).netloc, self.host):
+            return self.url + location[len(f"{parts.scheme}://{parts.netloc}"):]
+        return location
+
     def _record(self, request: web.Request, status: int) -> None:
         with self._lock:
             self.requests.append(ProxiedRequest(request.method, request.path_qs, CIMultiDict(request.headers), status))
@@ -402,10 +412,11 @@ class TamperProxy(_HTTPServer):
             body = await request.read()
             # a CIMultiDict keeps repeated headers (skopeo sends one Accept line per type)
             headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in _HOP)
-            async with self._session.request(request.method, self.target_url + request.path_qs,
+            async with self._session.request(request.method, URL(self.target_url + request.raw_path, encoded=True),
                                              headers=headers, data=body if body else None,
                                              allow_redirects=False) as up:
-                resp_headers = [(k, v) for k, v in up.headers.items() if k.lower() not in _HOP]
+                resp_headers = [(k, self._rewrite_location(v) if k.lower() == "location" else v)
+                                for k, v in up.headers.items() if k.lower() not in _HOP]
                 path = request.path
                 blob = _is_blob_get(request.method, path)
                 if up.status == 200 and blob and self._redirect is not None:

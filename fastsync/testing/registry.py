@@ -37,6 +37,7 @@ import atexit
 import base64
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -165,7 +166,6 @@ class Registry:
                                             allow_anonymous=allow_anonymous_pull,
                                             workdir=str(self.workdir))
             self._owns_token_server = True
-        self._token_cache: dict[str, str] = {}
         if self.tls:
             self._make_certs()
 
@@ -359,16 +359,15 @@ class Registry:
         resp = self._open(method, url, headers, data, timeout)
         challenge = resp.headers.get("WWW-Authenticate", "") if resp.status == 401 else ""
         if auth and self.auth == "token" and challenge.startswith("Bearer "):
-            params = dict(urllib.parse.parse_qsl(
-                challenge[7:].replace('",', '"&').replace('"', ""), keep_blank_values=True))
+            params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
             query = {"service": params.get("service", "")}
             if params.get("scope"):
                 query["scope"] = params["scope"]
             token_url = params["realm"] + "?" + urllib.parse.urlencode(query)
             basic = "Basic " + base64.b64encode(self.creds.encode()).decode()  # type: ignore[union-attr]
-            tok = urllib.request.urlopen(urllib.request.Request(token_url, headers={"Authorization": basic}),
-                                         timeout=timeout)
-            token = json.loads(tok.read())["token"]
+            with urllib.request.urlopen(urllib.request.Request(token_url, headers={"Authorization": basic}),
+                                        timeout=timeout) as tok:
+                token = json.loads(tok.read())["token"]
             headers["Authorization"] = "Bearer " + token
             resp = self._open(method, url, headers, data, timeout)
         return resp

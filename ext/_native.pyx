@@ -129,7 +129,7 @@ cdef class Pipeline:
     src/dst: 0 none, 1 gzip, 2 zstd. ``collect`` false discards the output (pure digesting).
     """
     cdef int src, dst, level
-    cdef bint collect, finished, any_input, in_member
+    cdef bint collect, finished, any_input, in_member, busy
     cdef Hasher h_in, h_unc, h_out
     cdef unsigned char *blk
     cdef size_t blk_len
@@ -406,30 +406,41 @@ cdef class Pipeline:
 
     # -- Python API -------------------------------------------------------------------------
 
+    cdef enter(self, bint finishing):
+        if self.busy:
+            raise RuntimeError("Pipeline used from two threads at once")
+        if self.finished:
+            raise ValueError("finish() called twice" if finishing else "feed() after finish() or an error")
+        self.busy = True
+
     def feed(self, data):
         cdef const unsigned char[::1] view = data
         cdef const unsigned char *p = &view[0] if view.shape[0] else NULL
         cdef size_t n = view.shape[0]
         cdef int rc
-        if self.finished:
-            raise ValueError("feed() after finish()")
-        with nogil:
-            rc = self.feed_c(p, n)
-        if rc:
-            self.finished = True
-            raise Error(self.errmsg.decode())
-        return self.take_output()
+        self.enter(False)
+        try:
+            with nogil:
+                rc = self.feed_c(p, n)
+            if rc:
+                self.finished = True
+                raise Error(self.errmsg.decode())
+            return self.take_output()
+        finally:
+            self.busy = False
 
     def finish(self):
         cdef int rc
-        if self.finished:
-            raise ValueError("finish() called twice or after an error")
+        self.enter(True)
         self.finished = True
-        with nogil:
-            rc = self.finish_c()
-        if rc:
-            raise Error(self.errmsg.decode())
-        return self.take_output()
+        try:
+            with nogil:
+                rc = self.finish_c()
+            if rc:
+                raise Error(self.errmsg.decode())
+            return self.take_output()
+        finally:
+            self.busy = False
 
     def digests(self):
         """((input), (uncompressed), (output)) as (digest, size) pairs; call once after finish()."""

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import base64
 import gzip
-import hashlib
 import io
 import json
 import subprocess
 import tarfile
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 import zstandard

@@ -1,8 +1,13 @@
 """Real-parts test infrastructure: deterministic sample images, real registry processes,
 a token server, network proxies and certificates. Nothing here is a mock.
 
-Modules: images (sample images, dir:/oci: writers, skopeo seeding), registry (docker-registry
-processes), tokenserver (Docker token auth), proxy (DelayProxy, TamperProxy, RedirectCapture),
-certs (CA, server and client certificates). Import the submodules directly; this package
-imports nothing so that ``import fastsync.testing.images`` stays cheap.
+Public modules (import them directly; this package imports nothing, so
+``import fastsync.testing.images`` stays cheap):
+  images       sample images, dir:/oci: writers, skopeo seeding (facade over imagemodel,
+               schema1 and layouts)
+  registry     ``Registry``: docker-registry processes (plain, htpasswd, TLS, client cert, token)
+  tokenserver  ``TokenServer``: Docker token auth (RS256 JWTs) recording every request
+  proxy        ``DelayProxy`` (WAN delay/bandwidth), ``TamperProxy``, ``RedirectCapture``
+               (the HTTP ones live in httpproxy)
+  certs        test CA, server/client certificates, skopeo --cert-dir layout
 """

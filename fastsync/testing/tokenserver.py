@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Callable, Optional, Union
 
 from aiohttp import web
-from multidict import CIMultiDict
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
+from multidict import CIMultiDict
 
 from .certs import self_signed_rsa
 from .images import libtrust_key_id

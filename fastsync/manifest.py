@@ -254,7 +254,11 @@ def rewrite_index(index: Manifest, children: Mapping[Digest, Descriptor],
                   target_type: Optional[str] = None) -> Manifest:
     """Re-serialise an index whose instances changed (`children`: old digest -> new descriptor)."""
     target = target_type or index.media_type
-    if target == index.media_type and all(children.get(d.digest, d) == d for d in index.manifests):
+    def same(d: Descriptor) -> bool:
+        new = children.get(d.digest, d)
+        return (new.media_type, new.digest, new.size) == (d.media_type, d.digest, d.size)
+
+    if target == index.media_type and all(same(d) for d in index.manifests):
         return index
     docker = target == m.DOCKER_LIST
     entries = []

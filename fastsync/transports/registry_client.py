@@ -87,7 +87,8 @@ class RegistryClient:
                     return self.base
                 except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
                     last = exc
-            hint = "" if self.opts.tls_verify is False else " (use --tls-verify=false for a plain-http registry)"
+            hint = " (use --tls-verify=false for a plain-http registry)" \
+                if isinstance(last, aiohttp.ClientSSLError) and self.opts.tls_verify is not False else ""
             raise NetworkError(f"pinging container registry {self.host}: {_describe(last)}{hint}")
 
     @asynccontextmanager
@@ -276,7 +277,20 @@ async def _iter(resp: "aiohttp.ClientResponse", what: str) -> AsyncIterator[byte
 
 
 def _describe(exc: Optional[BaseException]) -> str:
+    """A short, secret-free description of a connection-level failure."""
+    import aiohttp
+
     if exc is None:
         return "unknown error"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"TLS certificate of {exc.host} not trusted ({exc.certificate_error})"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        os_err = exc.os_error
+        if isinstance(os_err, ConnectionRefusedError):
+            return f"cannot connect to {exc.host}:{exc.port}: connection refused"
+        reason = getattr(os_err, "strerror", None) or getattr(os_err, "reason", None) or str(os_err)
+        return f"cannot connect to {exc.host}:{exc.port}: {reason}"
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
     text = str(exc) or type(exc).__name__
     return " ".join(text.split())

@@ -331,7 +331,10 @@ def test_parity_on_damaged_input(data, kind, where, xor, cut):
             outcomes.append(out)
         except CompressionError:
             outcomes.append("error")
-    assert outcomes[0] == outcomes[1]
+    # Same verdict, or one library version is stricter about bits that do not change the
+    # content (e.g. libzstd 1.5.7 vs 1.5.4 on padding): never a silently different output.
+    if outcomes[0] != outcomes[1]:
+        assert "error" in outcomes and (outcomes[0] == data or outcomes[1] == data)
 
 
 # --- link_blobs ----------------------------------------------------------------------------

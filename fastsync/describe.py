@@ -67,13 +67,9 @@ def oci_config_view(conf: dict[str, Any]) -> dict[str, Any]:
 
 def layer_infos(man: Manifest) -> list[dict[str, Any]]:
     if man.is_schema1:
-        hist = man.doc.get("history") or []
         fs = man.doc.get("fsLayers") or []
         out = []
         for i in range(len(fs) - 1, -1, -1):
-            v1 = orjson.loads(hist[i].get("v1Compatibility") or "{}") if i < len(hist) else {}
-            if v1.get("throwaway"):
-                continue
             out.append({"MIMEType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
                         "Digest": fs[i]["blobSum"], "Size": -1, "Annotations": None})
         return out
@@ -88,12 +84,14 @@ def inspect_output(name: Optional[str], top_digest: Digest, tags: list[str], man
     out: dict[str, Any] = {}
     if name:
         out["Name"] = name
+    if man.is_schema1 and man.doc.get("tag"):
+        out["Tag"] = man.doc["tag"]
     out.update({
         "Digest": str(top_digest),
         "RepoTags": tags,
         "Created": go_time(config.get("created")),
         "DockerVersion": config.get("docker_version", "") or "",
-        "Labels": inner.get("Labels") or None,
+        "Labels": inner.get("Labels"),
         "Architecture": config.get("architecture", "") or "",
     })
     if config.get("variant"):
@@ -102,7 +100,7 @@ def inspect_output(name: Optional[str], top_digest: Digest, tags: list[str], man
         "Os": config.get("os", "") or "",
         "Layers": [item["Digest"] for item in layers],
         "LayersData": layers,
-        "Env": inner.get("Env") or None,
+        "Env": inner.get("Env"),
     })
     return out
 

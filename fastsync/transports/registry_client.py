@@ -251,19 +251,26 @@ class RegistryClient:
 
     # ---- tags ---------------------------------------------------------------------------------
 
-    async def list_tags(self, repo: str) -> list[str]:
+    async def list_tags(self, repo: str, page_size: int = 0) -> list[str]:
+        """Every tag of `repo`, following `Link: <...>; rel="next"` pagination."""
         tags: list[str] = []
-        path: Optional[str] = f"/v2/{repo}/tags/list"
+        path: Optional[str] = f"/v2/{repo}/tags/list" + (f"?n={page_size}" if page_size else "")
         while path:
             async with self.request("GET", path, (pull(repo),), what=f"listing tags of {self.host}/{repo}") as resp:
                 doc = orjson.loads(await resp.read())
                 link = resp.headers.get("Link", "")
             tags.extend(doc.get("tags") or [])
-            path = None
-            if 'rel="next"' in link:
-                target = link.split(";")[0].strip().strip("<>")
-                path = urljoin(self.base or "", target)
+            path = next_link(link, self.base or "")
         return tags
+
+
+def next_link(header: str, base: str) -> Optional[str]:
+    """The absolute URL of a `Link: <url>; rel="next"` header, or None."""
+    for part in header.split(","):
+        target, _, params = part.partition(";")
+        if 'rel="next"' in params.replace(" ", "") or "rel=next" in params.replace(" ", ""):
+            return urljoin(base, target.strip().strip("<>"))
+    return None
 
 
 async def _iter(resp: "aiohttp.ClientResponse", what: str) -> AsyncIterator[bytes]:

@@ -25,6 +25,11 @@ class OptionalBuildExt(build_ext):
             print("fastsync: native core built (accelerated)", file=sys.stderr)
         except Exception as exc:  # noqa: BLE001
             self._fallback(exc)
+            self.failed = getattr(self, "failed", set()) | {ext.name}
+
+    def copy_extensions_to_source(self):  # --inplace / editable: skip what did not build
+        self.extensions = [e for e in self.extensions if e.name not in getattr(self, "failed", ())]
+        super().copy_extensions_to_source()
 
     @staticmethod
     def _fallback(exc):

@@ -1,0 +1,148 @@
+"""Bad input and failures: one clear line on stderr, a non-zero exit code, nothing half-written."""
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from fastsync.testing.proxy import DelayProxy
+from helpers import assert_one_line_error, fastsync, ok
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["copy", "alpine", "dir:/tmp/x"], "expected transport:details"),
+    (["copy", "nope:alpine", "dir:/tmp/x"], "unknown transport 'nope'"),
+    (["copy", "docker://Bad/Name", "dir:/tmp/x"], "lowercase"),
+    (["copy", "docker://alpine:bad:tag", "dir:/tmp/x"], "bad repository name"),
+    (["inspect", "docker:alpine"], "must start with //"),
+    (["list-tags", "docker://localhost:5000/a:tagged"], "tag or digest not allowed"),
+    (["copy", "--all", "--multi-arch", "system", "dir:/a", "dir:/b"], "conflicts"),
+])
+def test_malformed_input_is_a_usage_error(args, fragment):
+    assert_one_line_error(fastsync(*args), fragment, code=2)
+
+
+def test_unknown_flags_are_rejected_by_click():
+    proc = fastsync("copy", "--sign-by", "x", "dir:/a", "dir:/b")
+    assert proc.returncode == 2 and b"No such option" in proc.stderr
+
+
+def test_unreachable_registry(tmp_path):
+    proc = fastsync("copy", "--src-tls-verify=false", "docker://127.0.0.1:1/a/b:c", f"dir:{tmp_path / 'out'}")
+    assert_one_line_error(proc, "127.0.0.1:1", "connection refused", code=1)
+    assert not (tmp_path / "out").exists()
+
+
+def test_plain_http_registry_needs_tls_verify_false(registry, tmp_path):
+    proc = fastsync("inspect", f"docker://{registry.host}/samples/v2s2:latest")
+    assert_one_line_error(proc, "--tls-verify=false", code=1)
+
+
+def test_missing_manifest_is_manifest_unknown(registry, tmp_path):
+    proc = fastsync("copy", "--src-tls-verify=false", f"docker://{registry.host}/none/such:tag",
+                    f"dir:{tmp_path / 'out'}")
+    assert_one_line_error(proc, "manifest unknown", "none/such", code=1)
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_credentials_are_unauthorized(auth_registry, tmp_path):
+    proc = fastsync("copy", "--src-tls-verify=false", f"docker://{auth_registry.host}/a/b:c", f"dir:{tmp_path / 'o'}")
+    assert_one_line_error(proc, "unauthorized", code=1)
+    proc = fastsync("copy", "--src-tls-verify=false", "--src-creds", "fastsync:wrong",
+                    f"docker://{auth_registry.host}/a/b:c", f"dir:{tmp_path / 'o'}")
+    assert_one_line_error(proc, "unauthorized", code=1)
+    assert not (tmp_path / "o").exists()
+
+
+def test_basic_auth_round_trip(auth_registry, sample_images, dir_of, tmp_path):
+    creds = f"{auth_registry.username}:{auth_registry.password}"
+    ref = f"docker://{auth_registry.host}/auth/app:1"
+    ok(fastsync("copy", "--dest-tls-verify=false", "--dest-creds", creds, f"dir:{dir_of(sample_images['v2s2'])}", ref))
+    ok(fastsync("copy", "--src-tls-verify=false", "--src-creds", creds, ref, f"dir:{tmp_path / 'back'}"))
+    assert (tmp_path / "back" / "manifest.json").read_bytes() == sample_images["v2s2"].manifest
+
+
+@pytest.fixture
+def pushed(registry, sample_images, dir_of):
+    repo = f"tamper/{uuid.uuid4().hex[:8]}"
+    ok(fastsync("copy", "-q", "--dest-tls-verify=false", f"dir:{dir_of(sample_images['v2s2'])}",
+                f"docker://{registry.host}/{repo}:1"))
+    return repo
+
+
+@pytest.mark.parametrize("dest_kind", ["dir", "oci", "docker"])
+def test_corrupted_blob_fails_and_leaves_the_destination_untouched(dest_kind, pushed, tamper_proxy, registry,
+                                                                   sample_images, tmp_path):
+    layer = sample_images["v2s2"].layers[1].digest
+    tamper_proxy.corrupt_blobs(layer, offset=100)
+    dst = {"dir": f"dir:{tmp_path / 'out'}", "oci": f"oci:{tmp_path / 'layout'}:x",
+           "docker": f"docker://{registry.host}/tampered/{uuid.uuid4().hex[:8]}:1"}[dest_kind]
+    proc = fastsync("copy", "-q", "--retry-times", "0", "--src-tls-verify=false", "--dest-tls-verify=false",
+                    f"docker://{tamper_proxy.host}/{pushed}:1", dst)
+    line = assert_one_line_error(proc, "digest mismatch", layer, code=1)
+    assert "expected" in line and "got sha256:" in line
+    assert tamper_proxy.tampered
+    if dest_kind == "dir":
+        assert not (tmp_path / "out").exists()
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+    elif dest_kind == "oci":
+        assert not (tmp_path / "layout" / "index.json").exists()
+        assert not (tmp_path / "layout" / "blobs" / "sha256" / layer.split(":")[1]).exists()
+    else:
+        resp = registry.request("GET", "/v2/" + dst.split("/", 3)[3].replace(":1", "/manifests/1"))
+        assert resp.status == 404
+
+
+def test_manifest_not_matching_its_digest_header_is_rejected(pushed, tamper_proxy, tmp_path):
+    tamper_proxy.corrupt_manifests("append")
+    proc = fastsync("copy", "--src-tls-verify=false", f"docker://{tamper_proxy.host}/{pushed}:1",
+                    f"dir:{tmp_path / 'out'}")
+    assert_one_line_error(proc, "digest mismatch", "manifest", code=1)
+    assert not (tmp_path / "out").exists()
+
+
+def test_corrupt_local_blob_is_detected(sample_images, dir_of, tmp_path):
+    src = dir_of(sample_images["v2s2"])
+    layer = sample_images["v2s2"].layers[0].digest.split(":")[1]
+    data = bytearray((src / layer).read_bytes())
+    data[50] ^= 0xFF
+    (src / layer).write_bytes(bytes(data))
+    proc = fastsync("copy", "-q", f"dir:{src}", f"oci:{tmp_path / 'l'}:x")
+    assert_one_line_error(proc, "digest mismatch", layer, code=1)
+    assert not (tmp_path / "l" / "index.json").exists()
+
+
+def test_command_timeout_stops_a_slow_copy(registry, pushed, tmp_path):
+    host, port = registry.host.split(":")
+    with DelayProxy(host, int(port), delay_ms=300) as slow:
+        proc = fastsync("--command-timeout", "0.5", "copy", "--src-tls-verify=false",
+                        f"docker://{slow.host}/{pushed}:1", f"dir:{tmp_path / 'out'}")
+    assert_one_line_error(proc, "timed out after 0.5s", code=1)
+    assert not (tmp_path / "out").exists()
+
+
+def test_data_goes_to_stdout_and_progress_to_stderr(sample_images, dir_of, tmp_path):
+    src = dir_of(sample_images["v2s2"])
+    proc = ok(fastsync("copy", f"dir:{src}", f"dir:{tmp_path / 'out'}"))
+    assert proc.stdout == b"" and b"Copying blob" in proc.stderr
+    proc = ok(fastsync("inspect", f"dir:{src}"))
+    assert json.loads(proc.stdout)["Digest"] == sample_images["v2s2"].digest and proc.stderr == b""
+    assert ok(fastsync("copy", "-q", f"dir:{src}", f"dir:{tmp_path / 'q'}")).stderr == b""
+
+
+def test_digestfile_records_the_written_manifest(sample_images, dir_of, tmp_path):
+    ok(fastsync("copy", "--digestfile", str(tmp_path / "d"), f"dir:{dir_of(sample_images['oci'])}",
+                f"dir:{tmp_path / 'o'}"))
+    assert (tmp_path / "d").read_text() == sample_images["oci"].digest
+
+
+def test_version_names_the_backend():
+    out = ok(fastsync("--version")).stdout.decode()
+    assert out.startswith("fastsync version ") and "native core: native" in out
+    out = ok(fastsync("--version", backend="python")).stdout.decode()
+    assert "native core: python" in out
+
+
+def test_manifest_digest_of_a_missing_file():
+    assert_one_line_error(fastsync("manifest-digest", "/nonexistent/manifest.json"), "manifest.json", code=1)

@@ -403,3 +403,36 @@ def test_link_blobs_copies_across_filesystems(api, tmp_path):
         assert os.stat(dst).st_mode & 0o777 == 0o444
         assert api.link_blobs([(str(tmp_path / "blob"), dst)]) == 0   # replaced by a fresh copy
         assert os.listdir(os.path.dirname(dst)) == ["blob"]
+
+
+# --- the GIL is released inside long calls -------------------------------------------------
+
+def _iterations_while(fn) -> int:
+    """How often this thread runs while `fn` is inside one long call in another thread."""
+    import threading
+    import time
+    entered = threading.Event()
+
+    def work():
+        entered.set()
+        fn()
+    t = threading.Thread(target=work)
+    t.start()
+    entered.wait()
+    time.sleep(0.01)    # let `work` get into the call; a GIL-holding call blocks us until its end
+    n = 0
+    while t.is_alive():
+        n += 1
+    t.join()
+    return n
+
+
+@pytest.mark.parametrize("api", BACKENDS)
+def test_long_calls_release_the_gil(api, tmp_path):
+    big = b"fastsync layer bytes, not all zeros. " * 2_000_000         # ~74 MB
+    gz = gzip.compress(big, 1)
+    (tmp_path / "f").write_bytes(big)
+    d = api.Digester("gzip")
+    assert _iterations_while(lambda: d.update(gz)) > 1000
+    assert _iterations_while(lambda: api.Digester().update(big)) > 1000
+    assert _iterations_while(lambda: api.sha256_file(str(tmp_path / "f"))) > 1000

@@ -13,7 +13,9 @@ Public API
     (``http.tls.clientcas``). ``root``: use this existing storage root directory
     (kept on stop) instead of a fresh temporary one. ``extra_config``: dict merged
     into the generated config.
-    ``start()`` / ``stop()`` / ``restart()`` / context manager.
+    ``start()`` / ``stop()`` (process only; ``start()`` again reuses the port when free) /
+    ``restart()`` / ``cleanup()`` (stop and delete the temp dir, never a caller's root) /
+    context manager (exit = cleanup).
     Attributes: ``url`` ("http(s)://127.0.0.1:PORT"), ``host`` ("127.0.0.1:PORT"),
     ``port``, ``root``, ``workdir``, ``config_path``, ``log_path``, ``ca_path`` (CA
     PEM or None), ``cert_dir`` (skopeo --cert-dir layout: ca.crt [+ client.cert,
@@ -23,8 +25,9 @@ Public API
     ``log_tail(n=40)`` -> str. ``skopeo_args(side="dest"|"src"|None, creds=True)`` -> flags
     for skopeo (``--dest-tls-verify``, ``--dest-cert-dir``, ``--dest-creds``).
     ``push_image(image, repo, ref=None)``: upload blobs (POST + monolithic PUT) and PUT the
-    manifests (children first) over plain HTTP, so the registry holds exactly
-    ``image.manifest`` (skopeo re-signs schema 1 manifests on push; this does not).
+    manifests (children first) with plain HTTP requests, checking the registry's digest.
+    Byte-exact for everything but schema 1: distribution stores the signed payload only
+    and re-signs it with its own key on every GET (the digest is stable, the bytes are not).
     ``request(method, path, headers=None, data=None, auth=True)`` ->
     ``Response(status, headers, body)``: an HTTP request with the registry's TLS setup,
     basic auth or the bearer-token dance done for you; redirects are not followed.
@@ -244,8 +247,9 @@ class Registry:
         if self.token_server is not None and self._owns_token_server:
             self.token_server.start()
         last_error = ""
-        for _attempt in range(5):
-            self.port = free_port()
+        for attempt in range(5):
+            if attempt or not self.port:
+                self.port = free_port()
             self.config_path.write_text(yaml.safe_dump(self._config(), sort_keys=False))
             self._log_file = open(self.log_path, "ab")
             self._proc = subprocess.Popen([self.binary, "serve", str(self.config_path)],

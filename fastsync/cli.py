@@ -48,6 +48,20 @@ def topts(kw: dict[str, Any], prefix: str, shared_authfile: Optional[str] = None
                             authfile=kw.pop(f"{p}authfile", None) or shared_authfile)
 
 
+def compression_options(compress: bool, decompress: bool, fmt: Optional[str], level: Optional[int]) -> dict[str, Any]:
+    """CopyOptions fields for skopeo's --dest-compress/--dest-decompress/--dest-compress-format/-level."""
+    if decompress and (compress or fmt or level is not None):
+        raise UsageError("--dest-decompress conflicts with --dest-compress, --dest-compress-format and "
+                         "--dest-compress-level")
+    limits = {"gzip": (0, 9), "zstd": (1, 22)}
+    if level is not None:
+        lo, hi = limits[fmt or "gzip"]
+        if not lo <= level <= hi:
+            raise UsageError(f"--dest-compress-level {level} is out of range for {fmt or 'gzip'} ({lo}-{hi})")
+    return dict(dest_compress=compress or level is not None, dest_decompress=decompress,
+                dest_compress_format=fmt, dest_compress_level=level)
+
+
 def handle_errors(f: Callable) -> Callable:
     """Map FastsyncError to a one-line message and its exit code; never show a traceback."""
     @functools.wraps(f)
@@ -115,6 +129,10 @@ def _platform(ctx: click.Context) -> Platform:
 @click.option("--preserve-digests", is_flag=True, help="fail instead of changing any digest")
 @click.option("--retry-times", type=int, default=3, show_default=True, help="retries per blob on network errors")
 @click.option("--digestfile", metavar="PATH", help="write the digest of the copied manifest here")
+@click.option("--dest-compress", is_flag=True, help="compress uncompressed layers (gzip unless --dest-compress-format)")
+@click.option("--dest-decompress", is_flag=True, help="store layers uncompressed")
+@click.option("--dest-compress-format", type=click.Choice(["gzip", "zstd"]), help="(re)compress layers to this format")
+@click.option("--dest-compress-level", type=int, metavar="N", help="compression level (gzip 0-9, zstd 1-22)")
 @click.option("-q", "--quiet", is_flag=True, help="no progress output")
 @click.option("--authfile", metavar="PATH", help="auth file for both source and destination")
 @transport_flags("src-")
@@ -123,12 +141,15 @@ def _platform(ctx: click.Context) -> Platform:
 @handle_errors
 def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_arch: Optional[str],
          fmt: Optional[str], preserve_digests: bool, retry_times: int, digestfile: Optional[str], quiet: bool,
-         authfile: Optional[str], **kw: Any) -> None:
+         authfile: Optional[str], dest_compress: bool, dest_decompress: bool, dest_compress_format: Optional[str],
+         dest_compress_level: Optional[int], **kw: Any) -> None:
     """Copy an image from SOURCE to DESTINATION (transport:details names)."""
     if all_ and multi_arch not in (None, "all"):
         raise UsageError("--all conflicts with --multi-arch " + str(multi_arch))
     options = CopyOptions(multi_arch="all" if all_ else (multi_arch or "system"), platform=_platform(ctx),
-                          format=fmt, preserve_digests=preserve_digests, retry_times=retry_times)
+                          format=fmt, preserve_digests=preserve_digests, retry_times=retry_times,
+                          **compression_options(dest_compress, dest_decompress, dest_compress_format,
+                                                dest_compress_level))
     src_opts, dst_opts = topts(kw, "src-", authfile), topts(kw, "dest-", authfile)
     from .render import CopyPrinter
 

@@ -11,17 +11,22 @@ import os
 import random
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Awaitable, Callable, Optional, TypeVar
 
 from . import manifest as mf
+from . import model as m
 from .errors import DigestMismatch, FastsyncError, NetworkError, RegistryError, Unsupported
 from .manifest import Manifest, parse_manifest
 from .model import Descriptor, Digest
 from .options import CopyOptions, TransportOptions
 from .pipeline import counted, tee, verified, verify_file
 from .progress import Event, EventSink, emitter
+from .recompress import LayerEdit, adopt_into_store, layer_edits, memo_get, memo_put, recompress_to_file, scratch_dir
 from .session import Session
 from .transports.base import ImageDestination, ImageReference, ImageSource, file_chunks
+
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -46,6 +51,7 @@ class Job:
         self.options = options or CopyOptions()
         self.emit = emitter(on_event)
         self._blobs: dict[tuple[str, Digest], asyncio.Future[int]] = {}
+        self._edits: dict[tuple[str, Digest, LayerEdit], asyncio.Future[tuple[Descriptor, bool]]] = {}
 
     async def copy(self, src_ref: ImageReference, dst_ref: ImageReference,
                    src_opts: TransportOptions = TransportOptions(),
@@ -95,6 +101,8 @@ class Job:
             res.up_to_date = True
             return top
         children = await asyncio.gather(*(self._copy_child(src, dst, d, res) for d in top.manifests))
+        if target == m.DOCKER_LIST and any(c.media_type == m.OCI_MANIFEST for c in children):
+            target = m.OCI_INDEX      # an instance became OCI (zstd layers): the list follows
         final = mf.rewrite_index(top, {d.digest: c.descriptor() for d, c in zip(top.manifests, children)}, target)
         self._check_preserved(top, final)
         await dst.put_manifest(final)
@@ -110,8 +118,12 @@ class Job:
     async def _instance(self, src: ImageSource, d: Descriptor) -> Manifest:
         return await fetch_instance(src, d)
 
-    def _target_type(self, man: Manifest, dst: ImageDestination) -> str:
+    def _target_type(self, man: Manifest, dst: ImageDestination, zstd: bool = False) -> str:
         wanted = mf.target_type_for(man.media_type, self.options.format) or man.media_type
+        if zstd and wanted in (m.DOCKER_V2S2, m.DOCKER_LIST):
+            if self.options.format == "v2s2":
+                raise Unsupported("zstd layers cannot be stored in a Docker v2s2 manifest; use --format oci")
+            wanted = m.OCI_MANIFEST   # as skopeo does: zstd forces the OCI format
         accepted = dst.capabilities.manifest_types
         if accepted is not None and wanted not in accepted:
             for fmt in ("oci", "v2s2"):
@@ -131,19 +143,36 @@ class Job:
 
     async def _copy_single(self, src: ImageSource, dst: ImageDestination, man: Manifest, res: ImageResult,
                            instance: bool) -> Manifest:
-        target = self._target_type(man, dst)
-        final = mf.rewrite_image(man, target) if target != man.media_type else man
-        self._check_preserved(man, final)
-        if not instance and await self._up_to_date(dst, final):
-            res.up_to_date = True
-            return final
+        edits = layer_edits(man, self.options)
+        if edits and man.is_schema1:
+            raise Unsupported("changing the layer compression of a schema 1 image is not supported")
+        if edits and self.options.preserve_digests:
+            raise Unsupported("--preserve-digests: changing layer compression would change the image's digests")
+        target = self._target_type(man, dst, zstd=any(e.format == "zstd" for e in edits.values()))
+        if not edits:
+            final = mf.rewrite_image(man, target) if target != man.media_type else man
+            self._check_preserved(man, final)
+            if not instance and await self._up_to_date(dst, final):
+                res.up_to_date = True
+                return final
         sem = asyncio.Semaphore(max(1, self.options.blob_concurrency))
 
         async def one(desc: Descriptor) -> None:
             async with sem:
                 await self._blob(src, dst, desc, res)
 
-        await asyncio.gather(*(one(d) for d in man.blobs()))
+        async def edited(desc: Descriptor) -> tuple[Digest, Descriptor]:
+            async with sem:
+                edit = edits[desc.digest]
+                new = await self._edited(src, dst, desc, edit, res)
+                return desc.digest, Descriptor(mf.layer_media_type(target, edit.format), new.digest, new.size,
+                                               annotations=desc.annotations)
+
+        plain = [one(d) for d in man.blobs() if d.digest not in edits]
+        changed = [edited(d) for d in man.blobs() if d.digest in edits]
+        done = await asyncio.gather(*plain, *changed)
+        if edits:
+            final = mf.rewrite_image(man, target, dict(done[len(plain):]))
         await dst.put_manifest(final, instance=instance)
         return final
 
@@ -154,7 +183,7 @@ class Job:
         fut = self._blobs.get(key)
         owner = fut is None
         if fut is None:
-            fut = self._blobs[key] = asyncio.ensure_future(self._transfer_retrying(src, dst, desc))
+            fut = self._blobs[key] = asyncio.ensure_future(self._retrying(lambda: self._transfer(src, dst, desc)))
         try:
             moved = await asyncio.shield(fut)
         except BaseException:
@@ -169,11 +198,63 @@ class Job:
             res.blobs_reused += 1
             res.bytes_reused += size
 
-    async def _transfer_retrying(self, src: ImageSource, dst: ImageDestination, desc: Descriptor) -> int:
+    async def _edited(self, src: ImageSource, dst: ImageDestination, desc: Descriptor, edit: LayerEdit,
+                      res: ImageResult) -> Descriptor:
+        """A layer with its compression changed: shared across the job like plain blobs."""
+        key = (dst.blob_namespace, desc.digest, edit)
+        fut = self._edits.get(key)
+        owner = fut is None
+        if fut is None:
+            fut = self._edits[key] = asyncio.ensure_future(
+                self._retrying(lambda: self._edit_transfer(src, dst, desc, edit)))
+        try:
+            new, moved = await asyncio.shield(fut)
+        except BaseException:
+            if owner and fut.done():
+                self._edits.pop(key, None)
+            raise
+        if owner and moved:
+            res.blobs_copied += 1
+            res.bytes_copied += new.size
+        else:
+            res.blobs_reused += 1
+            res.bytes_reused += new.size
+        return new
+
+    async def _edit_transfer(self, src: ImageSource, dst: ImageDestination, desc: Descriptor,
+                             edit: LayerEdit) -> tuple[Descriptor, bool]:
+        """Recompress one layer (or take the remembered result); returns (new layer, whether it moved)."""
+        store = self.session.store
+        new = memo_get(store, desc, edit) if store else None
+        if new is not None:
+            assert store is not None
+            if await dst.try_reuse_blob(new):
+                return new, False
+            await self._put_file(dst, new, store.path(new.digest), link=True)
+            return new, True
+        local = src.blob_path(desc)
+        chunks = file_chunks(local) if local and os.path.exists(local) else src.blob_chunks(desc)
+        new, path = await recompress_to_file(self._progress(chunks, desc), desc, edit,
+                                             scratch_dir(store, self.session.options.tmpdir))
+        try:
+            if store:
+                path = adopt_into_store(store, path, new)
+                memo_put(store, desc, edit, new)
+            if await dst.try_reuse_blob(new):
+                return new, False
+            await self._put_file(dst, new, path, link=store is not None)
+        finally:
+            if store is None and os.path.exists(path):
+                os.unlink(path)
+        self.emit(Event("blob-done", digest=str(new.digest), size=new.size))
+        return new, True
+
+    async def _retrying(self, attempt_once: Callable[[], Awaitable[T]]) -> T:
+        """Run one blob operation, retrying retryable failures with backoff and jitter."""
         attempts = max(0, self.options.retry_times) + 1
         for attempt in range(attempts):
             try:
-                return await self._transfer(src, dst, desc)
+                return await attempt_once()
             except (NetworkError, RegistryError) as exc:
                 if attempt + 1 >= attempts or not getattr(exc, "retryable", False):
                     raise

@@ -201,7 +201,7 @@ def dumps(doc: Mapping[str, Any]) -> bytes:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-_TO_OCI = {m.DOCKER_CONFIG: m.OCI_CONFIG, m.DOCKER_LAYER_GZIP: m.OCI_LAYER_GZIP,
+_TO_OCI = {m.DOCKER_CONFIG: m.OCI_CONFIG, m.DOCKER_LAYER_GZIP: m.OCI_LAYER_GZIP, m.DOCKER_LAYER: m.OCI_LAYER,
            m.DOCKER_LAYER_FOREIGN: m.OCI_LAYER_NONDIST_GZIP, m.DOCKER_V2S2: m.OCI_MANIFEST,
            m.DOCKER_LIST: m.OCI_INDEX}
 _TO_DOCKER = {v: k for k, v in _TO_OCI.items()}
@@ -211,9 +211,10 @@ FORMATS = {"oci": (m.OCI_MANIFEST, m.OCI_INDEX), "v2s2": (m.DOCKER_V2S2, m.DOCKE
 def layer_media_type(manifest_type: str, compression: Optional[str], foreign: bool = False) -> str:
     """The layer media type for `compression` ('gzip', 'zstd' or None) in a manifest of `manifest_type`."""
     if manifest_type in (m.DOCKER_V2S2, m.DOCKER_LIST):
-        if compression != "gzip":
-            raise Unsupported(f"{compression or 'uncompressed'} layers cannot be stored in a Docker v2s2 "
-                              "manifest; use --format oci")
+        if compression == "zstd":
+            raise Unsupported("zstd layers cannot be stored in a Docker v2s2 manifest; use --format oci")
+        if compression is None:
+            return m.DOCKER_LAYER
         return m.DOCKER_LAYER_FOREIGN if foreign else m.DOCKER_LAYER_GZIP
     suffix = {"gzip": "+gzip", "zstd": "+zstd", None: ""}[compression]
     return (m.OCI_LAYER_NONDIST if foreign else m.OCI_LAYER) + suffix
@@ -238,7 +239,7 @@ def rewrite_image(man: Manifest, target_type: Optional[str] = None,
     for d in man.layers:
         d = (layers or {}).get(d.digest, d)
         mt = table.get(d.media_type, d.media_type)
-        if docker and mt not in (m.DOCKER_LAYER_GZIP, m.DOCKER_LAYER_FOREIGN):
+        if docker and mt not in (m.DOCKER_LAYER_GZIP, m.DOCKER_LAYER_FOREIGN, m.DOCKER_LAYER):
             raise Unsupported(f"layer {d.digest} of type {d.media_type} cannot be stored in a Docker v2s2 "
                               "manifest")
         new_layers.append(Descriptor(mt, d.digest, d.size, urls=d.urls, annotations=d.annotations))

@@ -40,7 +40,8 @@ class CopyOptions:
     multi_arch: str = "system"                 # system | all | index-only
     platform: Optional[Platform] = None        # None: the host's
     format: Optional[str] = None               # None | "oci" | "v2s2"
-    dest_compress_format: Optional[str] = None  # None | "gzip" | "zstd"
+    dest_compress: bool = False                 # compress uncompressed layers (gzip unless a format is set)
+    dest_compress_format: Optional[str] = None  # None | "gzip" | "zstd": recompress layers to this
     dest_compress_level: Optional[int] = None
     dest_decompress: bool = False
     preserve_digests: bool = False

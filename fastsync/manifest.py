@@ -6,7 +6,7 @@ import json
 import platform as _platform
 import sys
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from . import model as m
 from .errors import ManifestError, PlatformNotFound, Unsupported
@@ -281,7 +281,3 @@ def target_type_for(current: str, fmt: Optional[str]) -> Optional[str]:
         raise Unsupported(f"unknown manifest format {fmt!r} (valid: oci, v2s2)")
     image_t, index_t = FORMATS[fmt]
     return index_t if current in m.INDEX_TYPES else image_t
-
-
-def iter_layers(man: Manifest) -> Iterable[Descriptor]:
-    return man.layers

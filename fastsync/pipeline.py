@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Callable, Optional
+from typing import AsyncIterator, Callable
 
 from . import native
 from .errors import DigestMismatch
@@ -54,10 +54,3 @@ async def verify_file(path: str, desc: Descriptor, what: str) -> None:
         raise DigestMismatch(what, str(desc.digest), result.digest)
     if desc.size >= 0 and result.size != desc.size:
         raise DigestMismatch(f"{what} (size)", f"{desc.size} bytes", f"{result.size} bytes")
-
-
-async def drain(chunks: AsyncIterator[bytes]) -> Optional[int]:
-    n = 0
-    async for chunk in chunks:
-        n += len(chunk)
-    return n

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import re
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,10 @@ from .options import Credentials, TransportOptions
 
 if TYPE_CHECKING:
     import aiohttp
+
+    from .options import GlobalOptions
+
+log = logging.getLogger("fastsync")
 
 _PARAM_RE = re.compile(r'\s*([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))\s*,?')
 
@@ -82,7 +87,7 @@ class Authenticator:
         if ch.scheme != "bearer":
             return None
         key = tuple(sorted(scopes))
-        tok = self._tokens.get(key)
+        tok = self._tokens.get(key) or self._covering(key)
         if tok and tok.expires > time.monotonic():
             return f"Bearer {tok.value}"
         fut = self._pending.get(key)
@@ -100,6 +105,13 @@ class Authenticator:
                 self._pending.pop(key, None)
         return f"Bearer {await asyncio.shield(fut)}"
 
+    def _covering(self, scopes: tuple[str, ...]) -> Optional[_Token]:
+        """A live cached token granted for at least `scopes` (a pull,push token serves a pull)."""
+        want = _actions(scopes)
+        now = time.monotonic()
+        return next((tok for key, tok in self._tokens.items()
+                     if tok.expires > now and _covers(_actions(key), want)), None)
+
     def on_challenge(self, header: str, scopes: tuple[str, ...]) -> bool:
         """Record a 401's challenge; True when retrying with fresh authorization may help."""
         ch = parse_challenge(header)
@@ -109,7 +121,9 @@ class Authenticator:
             return False
         had = self.challenge
         self.challenge = ch
-        self._tokens.pop(tuple(sorted(scopes)), None)
+        want = _actions(scopes)   # forget the token that was refused (whichever cached one served)
+        for k in [k for k in self._tokens if _covers(_actions(k), want)]:
+            del self._tokens[k]
         return had is None or had.scheme != ch.scheme or ch.scheme == "bearer"
 
     async def _fetch_token(self, ch: Challenge, scopes: tuple[str, ...]) -> str:
@@ -129,9 +143,13 @@ class Authenticator:
             if self.creds:
                 headers["Authorization"] = basic_header(self.creds)
             req = self.http.get(realm, params=params, headers=headers, ssl=self.ssl)
+        where = realm.split("?", 1)[0]
         try:
             async with req as resp:
                 body = await resp.read()
+                log.debug("token for %s from %s (%s) -> %d", " ".join(scopes) or "(no scope)", where,
+                          "with credentials" if self.creds else "anonymous",
+                          resp.status)
                 if resp.status in (401, 403):
                     raise Unauthorized(f"authenticating to {self.host}: invalid username/password or not "
                                        f"authorized (token server answered {resp.status})", resp.status)
@@ -152,8 +170,47 @@ class Authenticator:
         return value
 
 
-def credentials_for(host: str, opts: "TransportOptions") -> Optional[Credentials]:
-    """Credentials for `host`: explicit --creds first (auth files are consulted by the auth-file layer)."""
+def _actions(scopes: tuple[str, ...]) -> dict[str, set[str]]:
+    """{"repository:NAME": {"pull", "push"}} from `type:name:actions` scope strings."""
+    out: dict[str, set[str]] = {}
+    for scope in scopes:
+        resource, _, actions = scope.rpartition(":")
+        out.setdefault(resource, set()).update(a for a in actions.split(",") if a)
+    return out
+
+
+def _covers(have: dict[str, set[str]], want: dict[str, set[str]]) -> bool:
+    return all(acts <= have.get(res, set()) for res, acts in want.items())
+
+
+def credentials_for(host: str, repo: Optional[str], opts: "TransportOptions") -> Optional[Credentials]:
+    """Credentials for `repo` on `host`, in skopeo's order: --no-creds (anonymous), --creds, then the
+    auth files and credential helpers (see authfile.lookup_credentials; namespace keys need `repo`).
+
+    May run a credential helper (a subprocess): call it off the event loop.
+    """
     if opts.no_creds:
         return None
-    return opts.creds
+    if opts.creds:
+        return opts.creds
+    from .authfile import credentials_key, lookup_credentials
+
+    return lookup_credentials(credentials_key(host, repo), opts.authfile)
+
+
+def verify_credentials(host: str, opts: "TransportOptions",
+                       global_options: "Optional[GlobalOptions]" = None) -> None:
+    """Check `opts.creds` against the registry `host` (GET /v2/ through the challenge flow), as login
+    does before saving them. Raises Unauthorized when the registry or its token server rejects them."""
+    from .api import run
+    from .reference import DEFAULT_DOMAIN
+    from .session import Session
+
+    target = "registry-1.docker.io" if host == DEFAULT_DOMAIN else host
+
+    async def go(session: Session) -> None:
+        client = session.registry(target, opts)
+        async with client.request("GET", "/v2/", (), what=f"pinging container registry {host}"):
+            return
+
+    run(go, global_options)

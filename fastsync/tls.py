@@ -1,28 +1,83 @@
-"""TLS settings per registry: --tls-verify, --cert-dir and the default certs.d directories."""
+"""TLS settings per registry: --tls-verify, --cert-dir and the default certs.d directories.
+
+As containers/image does it: one certificate directory per registry -- --cert-dir when given, else
+the first that exists of ~/.config/containers/certs.d/HOST:PORT, /etc/containers/certs.d/HOST:PORT
+and /etc/docker/certs.d/HOST:PORT. In it, `*.crt` files are extra CAs (added to the system ones)
+and each `NAME.cert` must come with `NAME.key` (a client certificate). --tls-verify=false turns
+verification off (and lets the registry client fall back to plain HTTP) but still presents a client
+certificate when the directory has one.
+"""
 from __future__ import annotations
 
-import glob
+import logging
 import os
 import ssl
+from typing import Optional
 
+from .errors import FastsyncError
 from .options import TransportOptions
 
+log = logging.getLogger("fastsync")
+
 CERT_DIRS = ("/etc/containers/certs.d", "/etc/docker/certs.d")
+HOME_CERT_DIR = os.path.join(".config", "containers", "certs.d")
 
 
-def ssl_context(host: str, opts: TransportOptions) -> "ssl.SSLContext | bool":
-    """TLS settings for `host`: --tls-verify=false disables checks; cert dirs add CAs and client certs."""
-    if opts.tls_verify is False:
-        return False
+class CertificateError(FastsyncError):
+    """A certificate directory holds something unusable (a .cert without .key, a bad PEM file)."""
+
+
+def cert_dir_for(host: str, opts: TransportOptions) -> Optional[str]:
+    """The one directory whose certificates apply to `host` (HOST:PORT), or None."""
+    if opts.cert_dir:
+        return opts.cert_dir
+    candidates = [os.path.join(os.path.expanduser("~"), HOME_CERT_DIR)] + list(CERT_DIRS)
+    for base in candidates:
+        d = os.path.join(base, host)
+        if os.path.isdir(d):
+            return d
+    return None
+
+
+def _load_dir(ctx: ssl.SSLContext, d: str, verify: bool) -> None:
+    try:
+        names = sorted(os.listdir(d))
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        log.debug("no certificates read from %s", d)
+        return
+    except OSError as exc:
+        raise CertificateError(f"reading certificate directory {d}: {exc.strerror or exc}") from None
+    log.debug("looking for TLS certificates and private keys in %s", d)
+    for name in names:
+        path = os.path.join(d, name)
+        try:
+            if name.endswith(".crt"):
+                if verify:
+                    ctx.load_verify_locations(cafile=path)
+            elif name.endswith(".cert"):
+                key = name[:-len(".cert")] + ".key"
+                if key not in names:
+                    raise CertificateError(f"missing key {key} for client certificate {name} in {d}. Note that "
+                                           f"CA certificates should use the extension .crt")
+                ctx.load_cert_chain(path, os.path.join(d, key))
+            elif name.endswith(".key"):
+                cert = name[:-len(".key")] + ".cert"
+                if cert not in names:
+                    raise CertificateError(f"missing client certificate {cert} for key {name} in {d}")
+        except ssl.SSLError as exc:
+            raise CertificateError(f"loading {path}: {exc.reason or exc}") from None
+        except OSError as exc:
+            raise CertificateError(f"loading {path}: {exc.strerror or exc}") from None
+
+
+def ssl_context(host: str, opts: TransportOptions) -> "ssl.SSLContext":
+    """TLS settings for `host`: system CAs plus the cert dir's; --tls-verify=false disables checks."""
+    verify = opts.tls_verify is not False
     ctx = ssl.create_default_context()
-    dirs = [opts.cert_dir] if opts.cert_dir else [os.path.join(d, host) for d in CERT_DIRS]
-    for d in dirs:
-        if not d or not os.path.isdir(d):
-            continue
-        for ca in sorted(glob.glob(os.path.join(d, "*.crt"))):
-            ctx.load_verify_locations(cafile=ca)
-        for cert in sorted(glob.glob(os.path.join(d, "*.cert"))):
-            key = cert[:-len(".cert")] + ".key"
-            if os.path.exists(key):
-                ctx.load_cert_chain(cert, key)
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    d = cert_dir_for(host, opts)
+    if d:
+        _load_dir(ctx, d, verify)
     return ctx

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable, Optional
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 import orjson
 
 from .. import model as m
-from ..auth import Authenticator, credentials_for
+from ..auth import Authenticator, Challenge, credentials_for, parse_challenge
 from ..errors import FastsyncError, NetworkError, NotFound, RegistryError, Unauthorized
 from ..model import Descriptor, Digest
 from ..tls import ssl_context
@@ -17,11 +18,12 @@ from ..tls import ssl_context
 if TYPE_CHECKING:
     import aiohttp
 
-    from ..options import TransportOptions
+    from ..options import Credentials, TransportOptions
     from ..session import Session
 
 ACCEPT = ", ".join(m.MANIFEST_ACCEPT)
 CHUNK = 1 << 20
+log = logging.getLogger("fastsync")
 
 
 def pull(repo: str) -> str:
@@ -57,7 +59,25 @@ class RegistryClient:
         self.ssl = ssl_context(host.split("/")[0], opts)
         self.base: Optional[str] = None
         self._ping_lock = asyncio.Lock()
-        self.auth = Authenticator(session.http, host, credentials_for(host, opts), self.ssl, opts.registry_token)
+        self._challenge: Optional[Challenge] = None
+        # Credentials may differ per repository (namespace-scoped auth-file keys): resolved once per
+        # repository; one Authenticator (and token cache) per distinct set of credentials.
+        self._creds: dict[Optional[str], "asyncio.Future[Optional[Credentials]]"] = {}
+        self._auths: dict[Optional["Credentials"], Authenticator] = {}
+
+    async def authenticator(self, repo: Optional[str]) -> Authenticator:
+        """The Authenticator holding the credentials that apply to `repo` (None: the registry itself)."""
+        fut = self._creds.get(repo)
+        if fut is None:
+            fut = self._creds[repo] = asyncio.ensure_future(
+                asyncio.to_thread(credentials_for, self.host, repo, self.opts))
+        creds = await asyncio.shield(fut)
+        auth = self._auths.get(creds)
+        if auth is None:
+            auth = self._auths[creds] = Authenticator(self.session.http, self.host, creds, self.ssl,
+                                                      self.opts.registry_token)
+            auth.challenge = self._challenge
+        return auth
 
     # ---- plumbing -----------------------------------------------------------------------------
 
@@ -78,8 +98,9 @@ class RegistryClient:
                     async with self.session.http.get(url, ssl=self.ssl if scheme == "https" else None,
                                                      allow_redirects=False) as resp:
                         await resp.read()
+                        log.debug("GET %s -> %d", url, resp.status)
                         if resp.status == 401:
-                            self.auth.on_challenge(resp.headers.get("WWW-Authenticate", ""), ())
+                            self._challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
                         elif resp.status >= 500 or resp.status == 404:
                             raise RegistryError(f"pinging container registry {self.host}: unexpected status "
                                                 f"{resp.status}", resp.status)
@@ -102,10 +123,11 @@ class RegistryClient:
         base = await self.ping()
         url = path_or_url if "://" in path_or_url else base + path_or_url
         scopes = tuple(scopes)
+        authn = await self.authenticator(_repo_of(scopes))
         replayable = data is None or isinstance(data, (bytes, bytearray))
         for attempt in (0, 1):
             hdrs = dict(headers or {})
-            auth = await self.auth.header(scopes)
+            auth = await authn.header(scopes)
             if auth:
                 hdrs["Authorization"] = auth
             try:
@@ -113,24 +135,25 @@ class RegistryClient:
                                                        ssl=self.ssl if url.startswith("https:") else None,
                                                        allow_redirects=allow_redirects)
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-                raise NetworkError(f"{what or method + ' ' + url}: {_describe(exc)}") from None
+                raise NetworkError(f"{what or method + ' ' + _loggable(url)}: {_describe(exc)}") from None
+            log.debug("%s %s -> %d", method, _loggable(str(resp.url)), resp.status)
             try:
                 if resp.status == 401 and attempt == 0 and replayable and \
-                        self.auth.on_challenge(resp.headers.get("WWW-Authenticate", ""), scopes):
+                        authn.on_challenge(resp.headers.get("WWW-Authenticate", ""), scopes):
                     await resp.read()
                     continue
                 if resp.status not in ok:
                     body = await resp.read() if method != "HEAD" else b""
-                    raise self._error(resp.status, body, what or f"{method} {urlsplit(url).path}")
+                    raise self._error(resp.status, body, what or f"{method} {urlsplit(url).path}", authn.creds)
                 yield resp
                 return
             finally:
                 resp.release()
 
-    def _error(self, status: int, body: bytes, what: str) -> FastsyncError:
+    def _error(self, status: int, body: bytes, what: str, creds: Optional["Credentials"] = None) -> FastsyncError:
         code, msg = _error_text(status, body)
         if status == 401:
-            if not self.auth.creds:
+            if not creds:
                 msg = f"authentication required ({msg})" if msg != "authentication required" else msg
             return Unauthorized(f"{what}: unauthorized: {msg}", status, code)
         if status == 403:
@@ -149,10 +172,11 @@ class RegistryClient:
             mt = resp.headers.get("Content-Type", "").split(";")[0].strip()
             return raw, mt, resp.headers.get("Docker-Content-Digest")
 
-    async def head_manifest(self, repo: str, ref: str) -> Optional[Digest]:
-        """The digest a tag/digest resolves to, or None when it does not exist (HEAD: no pull counted)."""
+    async def head_manifest(self, repo: str, ref: str, scopes: Optional[tuple[str, ...]] = None) -> Optional[Digest]:
+        """The digest a tag/digest resolves to, or None when it does not exist (HEAD: no pull counted).
+        A destination passes its push scope, so one token serves the whole push."""
         try:
-            async with self.request("HEAD", f"/v2/{repo}/manifests/{ref}", (pull(repo),),
+            async with self.request("HEAD", f"/v2/{repo}/manifests/{ref}", scopes or (pull(repo),),
                                     headers={"Accept": ACCEPT}, ok=(200,),
                                     what=f"checking manifest {ref} in {self.host}/{repo}") as resp:
                 dcd = resp.headers.get("Docker-Content-Digest")
@@ -195,17 +219,19 @@ class RegistryClient:
                     yield chunk
                 return
             location = urljoin(str(resp.url), resp.headers.get("Location", ""))
-        origin = urlsplit(self.base or "").netloc
+        origin = _origin(self.base or "")
         for _ in range(10):
-            same = urlsplit(location).netloc == origin
-            if same:
-                auth = await self.auth.header((pull(repo),))
-                headers = {"Authorization": auth} if auth else {}
-            else:
-                headers = {}
+            headers = {}
+            if _origin(location) == origin:
+                auth = await (await self.authenticator(repo)).header((pull(repo),))
+                if auth:
+                    headers["Authorization"] = auth
+            else:  # blob storage elsewhere (S3-like): never hand it the registry's credentials
+                log.debug("blob %s redirected to %s (no Authorization sent)", desc.digest, _loggable(location))
             try:
                 async with self.session.http.get(location, headers=headers, allow_redirects=False,
                                                  ssl=self.ssl if location.startswith("https:") else None) as r:
+                    log.debug("GET %s -> %d", _loggable(location), r.status)
                     if r.status in (301, 302, 303, 307, 308):
                         location = urljoin(location, r.headers.get("Location", ""))
                         continue
@@ -262,6 +288,29 @@ class RegistryClient:
             tags.extend(doc.get("tags") or [])
             path = next_link(link, self.base or "")
         return tags
+
+
+def _repo_of(scopes: tuple[str, ...]) -> Optional[str]:
+    """The repository whose credentials a request uses: the first scope's (`repository:NAME:actions`)."""
+    if not scopes or not scopes[0].startswith("repository:"):
+        return None
+    return scopes[0][len("repository:"):].rpartition(":")[0] or None
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
+
+
+_LOGGED_QUERY = {"digest", "mount", "from", "n", "last"}
+
+
+def _loggable(url: str) -> str:
+    """`url` fit for logs: no userinfo, and only harmless query parameters (no upload state, signatures)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    query = [f"{k}={v}" if k in _LOGGED_QUERY else f"{k}=..." for k, v in parse_qsl(parts.query, True)]
+    return f"{parts.scheme}://{host}{parts.path}" + ("?" + "&".join(query) if query else "")
 
 
 def next_link(header: str, base: str) -> Optional[str]:

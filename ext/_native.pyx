@@ -8,7 +8,7 @@ Library choices (measured on a 70 MB tar of the Python stdlib, one core):
 * gzip decode: ISA-L ``isal_inflate`` ~570 MB/s vs zlib ~240 MB/s, so ISA-L always.
 * gzip encode: ISA-L levels 1-3 run at 270-520 MB/s (ratio 0.331-0.344) vs zlib level 6 at
   ~29 MB/s (ratio 0.296). ISA-L has no ratio-oriented levels, so levels 1-3 use ISA-L (speed)
-  and levels 0 and 4-9 use zlib (ratio; byte-identical to the Python backend's output).
+  and levels 0 and 4-9 use zlib (ratio; 4-9 byte-identical to the Python backend's output).
 * zstd: libzstd streaming API, single-threaded (the scheduler parallelises across layers).
 
 The uncompressed stream always flows through a fixed-size block buffer, so the compressors see
@@ -143,6 +143,7 @@ cdef class Pipeline:
     cdef uint32_t isize
     cdef zstd.ZSTD_CCtx *cctx
     cdef char errmsg[256]
+    cdef object result
 
     def __cinit__(self, int src, int dst, int level, bint collect):
         self.src, self.dst, self.level, self.collect = src, dst, level, collect
@@ -273,7 +274,8 @@ cdef class Pipeline:
                 if self.zs.avail_in == 0 and (not final or self.zs.internal_state.state == isal.ZSTATE_END):
                     return 0
         # zlib raw deflate + our own trailer
-        self.crc = z.crc32(self.crc, p, <unsigned int>n)
+        if n:  # crc32(crc, buf, 0) is fine, but zlib resets on a NULL buffer
+            self.crc = z.crc32(self.crc, p, <unsigned int>n)
         self.isize += <uint32_t>n
         self.zst.next_in = <unsigned char *>p
         self.zst.avail_in = <unsigned int>n
@@ -323,9 +325,13 @@ cdef class Pipeline:
                 self.in_member = True
             s.next_out = self.blk + self.blk_len
             s.avail_out = <uint32_t>(BLOCK - self.blk_len)
+            keep_avail = s.avail_in
             ret = isal.isal_inflate(s)
+            if ret == isal.ISAL_DECOMP_OK and s.avail_in == keep_avail and \
+                    s.avail_out == BLOCK - self.blk_len and keep_avail and s.block_state != isal.ISAL_BLOCK_FINISH:
+                ret = -100  # no progress on non-empty input: never loop forever
             self.blk_len = BLOCK - s.avail_out
-            if ret < 0:
+            if ret != isal.ISAL_DECOMP_OK:
                 return self.fail("gzip", inflate_error(ret))
             if s.avail_out == 0:
                 if self.block_ready():
@@ -394,7 +400,11 @@ cdef class Pipeline:
             return self.fail("zstd", "unexpected end of data" if self.any_input else "no data")
         cdef size_t n = self.blk_len
         self.blk_len = 0
-        return self.compress(self.blk, n, True)
+        # the last data with a plain call, then an empty finishing call: the same call sequence
+        # as the Python backend (zlib's stored level would otherwise differ in the BFINAL bit)
+        if n and self.compress(self.blk, n, False):
+            return -1
+        return self.compress(self.blk, 0, True)
 
     cdef object take_output(self):
         if self.dst != NONE and self.ob.len:
@@ -443,11 +453,15 @@ cdef class Pipeline:
             self.busy = False
 
     def digests(self):
-        """((input), (uncompressed), (output)) as (digest, size) pairs; call once after finish()."""
-        inp = hasher_final(&self.h_in)
-        unc = hasher_final(&self.h_unc) if self.src != NONE else inp
-        out = hasher_final(&self.h_out) if self.dst != NONE else unc
-        return inp, unc, out
+        """((input), (uncompressed), (output)) as (digest, size) pairs, after finish()."""
+        if not self.finished or self.busy:
+            raise ValueError("digests() before finish()")
+        if self.result is None:
+            inp = hasher_final(&self.h_in)
+            unc = hasher_final(&self.h_unc) if self.src != NONE else inp
+            out = hasher_final(&self.h_out) if self.dst != NONE else unc
+            self.result = (inp, unc, out)
+        return self.result
 
 
 cdef const char *inflate_error(int ret) noexcept nogil:
@@ -461,6 +475,8 @@ cdef const char *inflate_error(int ret) noexcept nogil:
         return "invalid deflate distance"
     if ret == isal.ISAL_INVALID_SYMBOL:
         return "invalid deflate symbol"
+    if ret > 0:
+        return "unexpected decoder state"
     return "invalid deflate block"
 
 

@@ -9,8 +9,9 @@ gives either one explicitly (the tests run against both).
 Compressed output is deterministic for a given backend, level and input, whatever the chunking:
 both backends hand the compressor fixed ``BLOCK``-sized pieces of the uncompressed stream.
 gzip output is one member, mtime 0, no name, OS 255. gzip levels 0 and 4-9 use zlib in both
-backends (byte-identical output); levels 1-3 use ISA-L in the native backend (several times
-faster, a few percent larger). zstd output carries a content checksum.
+backends (4-9 give byte-identical output when both link the same zlib; level 0's stored blocks
+follow output buffer sizes); levels 1-3 use ISA-L in the native backend (several times faster,
+a few percent larger). zstd output carries a content checksum.
 """
 from __future__ import annotations
 
@@ -214,7 +215,8 @@ class _PyPipeline:
             why = "unexpected end of data" if self._any else "no data"
             raise CompressionError(f"{self._dec.name} stream: {why} (after {self._n[0]} input bytes)")
         if self._enc is not None:
-            self._out.append(self._enc.compress(bytes(self._pending)))
+            if self._pending:
+                self._out.append(self._enc.compress(bytes(self._pending)))
             self._out.append(self._enc.flush())
             self._pending = bytearray()
         return self._take()

@@ -151,8 +151,9 @@ class Authenticator:
                           "with credentials" if self.creds else "anonymous",
                           resp.status)
                 if resp.status in (401, 403):
-                    raise Unauthorized(f"authenticating to {self.host}: invalid username/password or not "
-                                       f"authorized (token server answered {resp.status})", resp.status)
+                    raise Unauthorized(f"authenticating to {self.host}: unable to retrieve auth token: invalid "
+                                       f"username/password: unauthorized (token server answered {resp.status})",
+                                       resp.status)
                 if resp.status != 200:
                     raise Unauthorized(f"authenticating to {self.host}: token server answered {resp.status}",
                                        resp.status)

@@ -1,15 +1,18 @@
-"""`login` and `logout`, as skopeo 1.9.3 has them (containers/common's auth package)."""
+"""`login` and `logout`, as skopeo 1.9.3 has them (containers/common's auth package).
+
+`register(main)` builds the click commands from cli.py's helpers when cli.py asks for them, so this
+module never imports cli.py at import time (either module can be imported first).
+"""
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import click
 
 from .auth import verify_credentials
 from .authfile import (NotLoggedIn, lookup_credentials, parse_login_key, remove_all_credentials,
                        remove_credentials, set_credentials)
-from .cli import _bool, handle_errors
 from .errors import FastsyncError, Unauthorized, UsageError
 from .options import Credentials, GlobalOptions, TransportOptions
 
@@ -47,19 +50,6 @@ def _ask(username: Optional[str], password: Optional[str], known_user: str) -> t
     return username.strip(), password or ""
 
 
-@click.command()
-@click.argument("registry")
-@click.option("-u", "--username", metavar="USER", help="Username for registry")
-@click.option("-p", "--password", metavar="PASS", help="Password for registry")
-@click.option("--password-stdin", is_flag=True, help="Take the password from stdin")
-@click.option("--authfile", metavar="PATH", help="path of the authentication file (default: $REGISTRY_AUTH_FILE, "
-              "else ${XDG_RUNTIME_DIR}/containers/auth.json)")
-@click.option("--cert-dir", metavar="DIR", help="use certificates at the specified path to access the registry")
-@_bool("--tls-verify", "require HTTPS and verify certificates when accessing the registry")
-@click.option("--get-login", is_flag=True, help="Return the current login user for the registry")
-@click.option("-v", "--verbose", is_flag=True, help="Write more detailed information to stdout")
-@click.pass_context
-@handle_errors
 def login(ctx: click.Context, registry: str, username: Optional[str], password: Optional[str],
           password_stdin: bool, authfile: Optional[str], cert_dir: Optional[str], tls_verify: Optional[bool],
           get_login: bool, verbose: bool) -> None:
@@ -97,15 +87,6 @@ def login(ctx: click.Context, registry: str, username: Optional[str], password: 
     click.echo("Login Succeeded!")
 
 
-@click.command()
-@click.argument("registry", required=False)
-@click.option("-a", "--all", "all_", is_flag=True, help="Remove the cached credentials for all registries in the "
-              "auth file")
-@click.option("--authfile", metavar="PATH", help="path of the authentication file (default: $REGISTRY_AUTH_FILE, "
-              "else ${XDG_RUNTIME_DIR}/containers/auth.json)")
-@_bool("--tls-verify", "require HTTPS and verify certificates when accessing the registry")
-@click.pass_context
-@handle_errors
 def logout(ctx: click.Context, registry: Optional[str], all_: bool, authfile: Optional[str],
            tls_verify: Optional[bool]) -> None:
     """Logout of a container registry (or, with --all, of every registry in the auth file)."""
@@ -136,6 +117,35 @@ def logout(ctx: click.Context, registry: Optional[str], all_: bool, authfile: Op
 
 
 def register(main: Any) -> None:
-    """Add `login` and `logout` to the `main` click group."""
-    main.add_command(login)
-    main.add_command(logout)
+    """Add `login` and `logout` to the `main` click group (cli.py's flag helpers and error mapping)."""
+    from .cli import _bool, handle_errors
+
+    authfile = click.option("--authfile", metavar="PATH", help="path of the authentication file (default: "
+                            "$REGISTRY_AUTH_FILE, else ${XDG_RUNTIME_DIR}/containers/auth.json)")
+    tls_verify = _bool("--tls-verify", "require HTTPS and verify certificates when accessing the registry")
+    _add(main, login, handle_errors, [
+        click.argument("registry"),
+        click.option("-u", "--username", metavar="USER", help="Username for registry"),
+        click.option("-p", "--password", metavar="PASS", help="Password for registry"),
+        click.option("--password-stdin", is_flag=True, help="Take the password from stdin"),
+        authfile,
+        click.option("--cert-dir", metavar="DIR", help="use certificates at the specified path to access the "
+                     "registry"),
+        tls_verify,
+        click.option("--get-login", is_flag=True, help="Return the current login user for the registry"),
+        click.option("-v", "--verbose", is_flag=True, help="Write more detailed information to stdout"),
+    ])
+    _add(main, logout, handle_errors, [
+        click.argument("registry", required=False),
+        click.option("-a", "--all", "all_", is_flag=True, help="Remove the cached credentials for all registries "
+                     "in the auth file"),
+        authfile,
+        tls_verify,
+    ])
+
+
+def _add(main: Any, fn: Callable, handle_errors: Callable, params: list[Callable]) -> None:
+    cmd = click.pass_context(handle_errors(fn))
+    for param in reversed(params):
+        cmd = param(cmd)
+    main.command(fn.__name__)(cmd)

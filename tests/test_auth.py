@@ -142,6 +142,16 @@ def test_login_to_token_registry_then_push_uses_saved_credentials(token_registry
            f"docker://{host}/{repo}:1", env=env))
     pushes = [r for r in token_server.snapshot() if f"repository:{repo}:pull,push" in r.scopes]
     assert pushes and all(r.user == token_registry.username and r.status == 200 for r in pushes)
+    tags = ok(run("list-tags", "--tls-verify=false", f"docker://{host}/{repo}", env=env)).stdout
+    assert json.loads(tags)["Tags"] == ["1"]
+    ok(run("delete", "--tls-verify=false", f"docker://{host}/{repo}:1", env=env))
+    assert token_registry.request("GET", f"/v2/{repo}/manifests/1").status == 404
+    ok(run("logout", host, env=env))
+    proc = run("delete", "--tls-verify=false", f"docker://{host}/{repo}@{sample_images['v2s2'].digest}", env=env)
+    assert_one_line_error(proc, "unauthorized", code=1)
+    proc = run("copy", "--src-tls-verify=false", "--src-creds", f"{token_registry.username}:wrong",
+               f"docker://{host}/{repo}:1", f"dir:{env['HOME']}/o", env=env)
+    assert_one_line_error(proc, "invalid username/password", "unauthorized", code=1)
 
 
 # ---- credential sources ------------------------------------------------------------------------------
@@ -223,6 +233,26 @@ def test_login_stores_through_the_files_credential_helper(auth_registry, env, tm
     assert json.loads(primary(env).read_text()).get("auths", {}) == {}
     ok(run("logout", host, env=e))
     assert log.read_text().splitlines()[-1] == f"erase {host}"
+
+
+def test_auth_files_are_shared_with_skopeo(auth_registry, seeded_auth, skopeo, env, tmp_path):
+    import subprocess
+
+    host = auth_registry.host
+    sk_env = {**os.environ, **env, "REGISTRY_AUTH_FILE": ""}
+
+    def sk(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([skopeo, *args], capture_output=True, env=sk_env, timeout=60)
+
+    ok(run("login", "--tls-verify=false", "-u", auth_registry.username, "-p", auth_registry.password, host, env=env))
+    assert sk("login", "--get-login", host).stdout.decode() == f"{auth_registry.username}\n"
+    assert sk("inspect", "--raw", "--tls-verify=false", f"docker://{host}/ns/app:1").returncode == 0
+    ok(run("logout", "--all", env=env))
+    assert sk("login", "--tls-verify=false", "-u", auth_registry.username, "-p", auth_registry.password,
+              f"{host}/ns").returncode == 0
+    ok(run("copy", "-q", "--src-tls-verify=false", f"docker://{host}/ns/app:1", f"dir:{tmp_path / 'a'}", env=env))
+    assert ok(run("logout", f"{host}/ns", env=env)).stdout.decode() == f"Removed login credentials for {host}/ns\n"
+    assert sk("logout", f"{host}/ns").returncode != 0
 
 
 def test_auth_file_lookup_order(env, tmp_path, monkeypatch):
@@ -330,6 +360,7 @@ def test_tls_registry_with_cert_dir_or_tls_verify_false(tls_registry, sample_ima
     d.mkdir(parents=True)
     (d / "ca.crt").write_bytes(tls_registry.ca_path.read_bytes())
     ok(run("copy", "-q", ref, f"dir:{tmp_path / 'out'}", env=env))
+    ok(run("login", "-u", "any", "-p", "thing", tls_registry.host, env=env))       # TLS verified via certs.d
     (d / "lonely.cert").write_bytes(b"")
     assert_one_line_error(run("inspect", "--raw", ref, env=env), "missing key lonely.key", code=1)
 

@@ -53,6 +53,7 @@ cdef enum:
     ZSTD = 2
     BLOCK = 256 * 1024          # uncompressed block handed to the compressors
     MAX_CALL = 1 << 30          # ISA-L/zlib take 32-bit lengths
+    ZSTD_WORKERS = 1            # must equal ZSTD_THREADS in fastsync/native.py
 
 GZIP_HEADER_LEN = 10
 
@@ -168,6 +169,9 @@ cdef class Pipeline:
                 raise MemoryError()
             zstd.ZSTD_CCtx_setParameter(self.cctx, zstd.ZSTD_c_compressionLevel, level)
             zstd.ZSTD_CCtx_setParameter(self.cctx, zstd.ZSTD_c_checksumFlag, 1)
+            # one worker thread: zstd compresses while this thread inflates and hashes (two cores
+            # busy for a recompression). The output no longer depends on how many workers run.
+            zstd.ZSTD_CCtx_setParameter(self.cctx, zstd.ZSTD_c_nbWorkers, ZSTD_WORKERS)
 
     cdef _init_gzip(self):
         cdef unsigned char hdr[10]

@@ -15,6 +15,7 @@ cdef extern from "<zstd.h>" nogil:
     ctypedef enum ZSTD_cParameter:
         ZSTD_c_compressionLevel
         ZSTD_c_checksumFlag
+        ZSTD_c_nbWorkers
     ctypedef enum ZSTD_EndDirective:
         ZSTD_e_continue
         ZSTD_e_flush

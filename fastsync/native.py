@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 BLOCK = 256 * 1024                  # must equal BLOCK in ext/_native.pyx (output parity)
+ZSTD_THREADS = 1                    # zstd compresses on a worker thread (= ZSTD_WORKERS in the .pyx)
 _CODES = {None: 0, "gzip": 1, "zstd": 2}
 _DEFAULT_LEVEL = {"gzip": 6, "zstd": 3}
 _LEVELS = {"gzip": range(0, 10), "zstd": range(1, 23)}
@@ -91,7 +92,7 @@ class _ZstdEncoder:
     header = b""
 
     def __init__(self, level: int) -> None:
-        self._z = zstandard.ZstdCompressor(level=level, write_checksum=True).compressobj()
+        self._z = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=ZSTD_THREADS).compressobj()
 
     def compress(self, block: bytes) -> bytes:
         return self._z.compress(block)

@@ -122,6 +122,7 @@ TRANSPORTS = {
     "docker": "fastsync.transports.registry:DockerImageReference",
     "dir": "fastsync.transports.dir:DirImageReference",
     "oci": "fastsync.transports.oci:OCIImageReference",
+    "registry-storage": "fastsync.transports.storage:StorageImageReference",
 }
 
 

@@ -1,0 +1,128 @@
+"""Writing images into a registry storage tree that an unmodified registry serves.
+
+Order keeps the tree valid for a registry started at any moment: blob data first (hardlinked from
+the store or a pool tree, or streamed to a temp name and renamed), then per manifest its blob,
+the `_layers` links of everything it references and its revision link (index children before the
+index), and at commit the tag's index entry and finally `current/link`. Nothing is written under
+`_uploads`. Link files hold the bare digest, no newline, written to a temp name and renamed.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import TYPE_CHECKING, AsyncIterator, Optional
+
+from .. import native
+from ..errors import FastsyncError, Unsupported
+from ..manifest import schema1_payload
+from ..model import Descriptor, Digest
+from .base import Capabilities, ImageDestination
+from .localfs import atomic_write, blob_exists, place_file, stream_to_file
+from .storage import Layout, StorageImageReference
+
+if TYPE_CHECKING:
+    from ..manifest import Manifest
+
+
+def stored_bytes(man: "Manifest") -> bytes:
+    """What the registry keeps as a manifest's blob: the bytes, or for signed schema 1 the payload."""
+    data = schema1_payload(man.raw, man.doc) if man.is_schema1 else man.raw
+    if Digest.of(data) != man.digest:
+        raise FastsyncError(f"manifest {man.digest}: its stored form does not hash to its digest")
+    return data
+
+
+def write_link(layout: Layout, path: str, digest: Digest) -> None:
+    """Write a link file holding `digest` (skipped when it already does)."""
+    if layout.read_link(path) == digest:
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    atomic_write(path, str(digest).encode())
+
+
+class StorageDestination(ImageDestination):
+    capabilities = Capabilities(accepts_files=True)
+
+    def __init__(self, ref: StorageImageReference) -> None:
+        assert ref.name
+        self.reference = ref
+        self.layout = ref.layout
+        self.pool: Optional[Layout] = ref.pool
+        self.name = ref.name
+        self.top: Optional[Digest] = None
+
+    @property
+    def blob_namespace(self) -> str:
+        # Blobs are shared by the whole tree; `_layers` links are written per manifest (put_manifest),
+        # so a blob the job placed for another repository still gets linked into this one.
+        return f"registry-storage:{self.layout.root}"
+
+    def _data(self, digest: Digest) -> str:
+        path = self.layout.blob_data(digest)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return path
+
+    async def _link_from_pool(self, digest: Digest, size: int) -> bool:
+        """Hardlink blob `digest` from the pool tree when it holds it (its inode, its mode kept)."""
+        if self.pool is None:
+            return False
+        src = self.pool.blob_data(digest)
+        if not blob_exists(src, Descriptor("", digest, size)):
+            return False
+        dst = self.layout.blob_data(digest)
+        await asyncio.get_running_loop().run_in_executor(None, native.link_blobs, [(src, dst)], False)
+        return True
+
+    async def try_reuse_blob(self, desc: Descriptor, mount_from=None) -> bool:
+        if blob_exists(self.layout.blob_data(desc.digest), desc):
+            return True
+        return await self._link_from_pool(desc.digest, desc.size)
+
+    async def put_blob(self, desc: Descriptor, chunks: AsyncIterator[bytes]) -> None:
+        await stream_to_file(self._data(desc.digest), chunks)
+
+    async def put_blob_file(self, desc: Descriptor, path: str, link: bool) -> None:
+        await place_file(path, self._data(desc.digest), link)
+
+    async def manifest_digest(self) -> Optional[Digest]:
+        tag = self.reference.tag
+        if not tag:
+            return None
+        digest = self.layout.read_link(self.layout.tag_current(self.name, tag))
+        if digest and self.layout.linked(self.layout.revision_link(self.name, digest), digest) \
+                and os.path.isfile(self.layout.blob_data(digest)):
+            return digest
+        return None
+
+    async def put_manifest(self, man: "Manifest", instance: bool = False) -> None:
+        lay, name = self.layout, self.name
+        data = stored_bytes(man)
+        for child in man.manifests:
+            if not lay.linked(lay.revision_link(name, child.digest), child.digest):
+                raise Unsupported(f"{self.reference}: the index names manifest {child.digest}, which is not in "
+                                  f"repository {name}; a registry would refuse it (copy with --all)")
+        for d in man.blobs():
+            if not os.path.isfile(lay.blob_data(d.digest)):
+                raise FastsyncError(f"{self.reference}: blob {d.digest} of manifest {man.digest} is missing")
+        path = lay.blob_data(man.digest)
+        if not blob_exists(path, Descriptor("", man.digest, len(data))) \
+                and not await self._link_from_pool(man.digest, len(data)):
+            atomic_write(self._data(man.digest), data)
+        for d in man.blobs():
+            write_link(lay, lay.layer_link(name, d.digest), d.digest)
+        write_link(lay, lay.revision_link(name, man.digest), man.digest)
+        if not instance:
+            self.top = man.digest
+
+    async def commit(self) -> None:
+        ref = self.reference
+        if self.top is None:
+            raise FastsyncError(f"{ref}: nothing to commit (no manifest was written)")
+        if ref.digest:
+            if ref.digest != self.top:
+                raise Unsupported(f"destination {ref} names digest {ref.digest}, but the manifest written is "
+                                  f"{self.top}")
+            return
+        assert ref.tag
+        write_link(self.layout, self.layout.tag_index(self.name, ref.tag, self.top), self.top)
+        write_link(self.layout, self.layout.tag_current(self.name, ref.tag), self.top)

@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 import click
 
 from .auth import verify_credentials
-from .authfile import (NotLoggedIn, lookup_credentials, parse_login_key, remove_all_credentials,
+from .authfile import (NotLoggedIn, lookup_credentials, parse_login_key, primary_auth_file, remove_all_credentials,
                        remove_credentials, set_credentials)
 from .errors import FastsyncError, Unauthorized, UsageError
 from .options import Credentials, GlobalOptions, TransportOptions
@@ -57,6 +57,8 @@ def login(ctx: click.Context, registry: str, username: Optional[str], password: 
     key, host = parse_login_key(registry)
     opts = TransportOptions(tls_verify=tls_verify, cert_dir=cert_dir, authfile=authfile)
     gopts: GlobalOptions = ctx.obj["global"]
+    if not get_login:
+        primary_auth_file(authfile)   # fail early (one line) when $XDG_RUNTIME_DIR names a missing directory
     known = lookup_credentials(key, authfile)
     if get_login:
         if not known or not known.username:

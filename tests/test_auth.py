@@ -273,6 +273,9 @@ def test_auth_file_lookup_order(env, tmp_path, monkeypatch):
     assert lookup_credentials("q.io/org/repo").username == "env"      # replaces the XDG_RUNTIME_DIR file
     flag_file = write_json(tmp_path / "flag.json", {"auths": {}})
     assert lookup_credentials("q.io/org/repo", str(flag_file)).username == "cfg"
+    write_json(home / ".dockercfg", {"https://legacy.io/v1/": {"auth": b64("old", "1")}})
+    assert lookup_credentials("legacy.io/a/b").username == "old"
+    assert lookup_credentials("nowhere.io/a/b") is None
     token = write_json(tmp_path / "tok.json", {"auths": {"q.io": {"auth": b64("u", ""), "identitytoken": "T"}}})
     creds = lookup_credentials("q.io/a", str(token))
     assert (creds.username, creds.identity_token) == ("u", "T")
@@ -411,3 +414,17 @@ def test_debug_output_holds_no_password_or_token(token_registry, token_server, e
     for secret in (password, b64(token_registry.username, password), "eyJ", "Bearer ", "Basic "):
         assert secret not in out, secret
     assert "_state=..." in out and not re.search(r"_state=[^.]", out)     # upload state is redacted
+
+
+def test_login_keys_and_loggable_urls():
+    from fastsync.authfile import parse_login_key
+    from fastsync.errors import UsageError
+    from fastsync.transports.registry_client import _loggable
+
+    assert parse_login_key("https://quay.io/v1/org") == ("quay.io", "quay.io")
+    assert parse_login_key("quay.io/org/repo") == ("quay.io/org/repo", "quay.io")
+    assert parse_login_key("localhost:5000") == ("localhost:5000", "localhost:5000")
+    with pytest.raises(UsageError):
+        parse_login_key("quay.io/org/repo@sha256:" + "0" * 64)
+    url = "https://u:p@h:5000/v2/r/blobs/uploads/x?_state=SECRET&digest=sha256:ab&X-Amz-Signature=S"
+    assert _loggable(url) == "https://h:5000/v2/r/blobs/uploads/x?_state=...&digest=sha256:ab&X-Amz-Signature=..."

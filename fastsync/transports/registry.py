@@ -114,7 +114,9 @@ class DockerDestination(ImageDestination):
         await self.client.upload_blob(self.repo, desc, chunks)
 
     async def manifest_digest(self) -> Optional[Digest]:
-        return await self.client.head_manifest(self.repo, self.reference.manifest_ref)
+        # the push scope, so checking the tag and pushing share one token
+        return await self.client.head_manifest(self.repo, self.reference.manifest_ref,
+                                               scopes=(f"repository:{self.repo}:pull,push",))
 
     async def put_manifest(self, man: "Manifest", instance: bool = False) -> None:
         ref = self.reference.ref

@@ -153,20 +153,7 @@ class StorageImageReference(ImageReference):
                                    f"({SPELLING})")
         if not rest:
             return cls(root)
-        name, tag, digest = rest, None, None
-        if "@" in rest:
-            name, _, dpart = rest.partition("@")
-            try:
-                digest = Digest.parse(dpart)
-            except FastsyncError:
-                raise InvalidReference(f"invalid image name {full!r}: bad digest {dpart!r}") from None
-        elif ":" in rest:
-            name, _, tag = rest.rpartition(":")
-            if not _TAG_RE.match(tag):
-                raise InvalidReference(f"invalid image name {full!r}: bad tag {tag!r}")
-        if not _PATH_RE.match(name) or len(name) > _NAME_MAX:
-            raise InvalidReference(f"invalid image name {full!r}: bad repository name {name!r} ({SPELLING}; "
-                                   "NAME is a lowercase repository path such as library/alpine)")
+        name, tag, digest = parse_image(rest, full)
         return cls(root, name, tag, digest)
 
     @property
@@ -234,11 +221,24 @@ class StorageImageReference(ImageReference):
         return StorageDestination(self)
 
 
-def check_name(name: str) -> str:
-    """`name` if it is a valid repository path, else a one-line error."""
+def parse_image(text: str, full: str = "") -> tuple[str, Optional[str], Optional[Digest]]:
+    """`NAME[:TAG|@DIGEST]` -> (name, tag or None, digest or None); errors quote `full` (default: text)."""
+    full = full or text
+    name, tag, digest = text, None, None
+    if "@" in text:
+        name, _, dpart = text.partition("@")
+        try:
+            digest = Digest.parse(dpart)
+        except FastsyncError:
+            raise InvalidReference(f"invalid image name {full!r}: bad digest {dpart!r}") from None
+    elif ":" in text:
+        name, _, tag = text.rpartition(":")
+        if not _TAG_RE.match(tag):
+            raise InvalidReference(f"invalid image name {full!r}: bad tag {tag!r}")
     if not _PATH_RE.match(name) or len(name) > _NAME_MAX:
-        raise InvalidReference(f"bad repository name {name!r} (a lowercase path such as library/alpine)")
-    return name
+        raise InvalidReference(f"invalid image name {full!r}: bad repository name {name!r} ({SPELLING}; "
+                               "NAME is a lowercase repository path such as library/alpine)")
+    return name, tag, digest
 
 
-__all__ = ["Layout", "StorageImageReference", "SPELLING", "V2", "check_name", "enclosing_root"]
+__all__ = ["Layout", "StorageImageReference", "SPELLING", "V2", "enclosing_root", "parse_image"]

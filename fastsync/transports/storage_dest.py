@@ -79,10 +79,15 @@ class StorageDestination(ImageDestination):
         return await self._link_from_pool(desc.digest, desc.size)
 
     async def put_blob(self, desc: Descriptor, chunks: AsyncIterator[bytes]) -> None:
-        await stream_to_file(self._data(desc.digest), chunks)
+        path = self._data(desc.digest)
+        await stream_to_file(path, chunks)
+        os.chmod(path, 0o644)       # readable by a registry running as another user
 
     async def put_blob_file(self, desc: Descriptor, path: str, link: bool) -> None:
-        await place_file(path, self._data(desc.digest), link)
+        dst = self._data(desc.digest)
+        await place_file(path, dst, link)
+        if not link:
+            os.chmod(dst, 0o644)
 
     async def manifest_digest(self) -> Optional[Digest]:
         tag = self.reference.tag

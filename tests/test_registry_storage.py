@@ -102,7 +102,7 @@ def test_tree_is_byte_identical_to_what_the_registry_writes_for_the_same_pushes(
     repos = tuple(str(V2 / "repositories" / images.sample_repo(n)[0]) + "/" for n in NAMES)
     assert {p for p in theirs if p.startswith(repos)} == {p for p in ours if p.startswith(repos)}
     assert {p: theirs.get(p) for p in ours} == ours      # link files: bare digest, no newline
-    assert not list(fastsync_tree.rglob("_uploads")) and not list(fastsync_tree.rglob(".tmp*"))
+    assert not list(fastsync_tree.rglob("_uploads")) and not list(fastsync_tree.rglob("*tmp*"))
 
 
 def test_blobs_are_hardlinks_of_the_store_and_a_rerun_is_up_to_date(sample_dirs, sample_images, tmp_path):
@@ -169,7 +169,7 @@ def test_failed_copy_leaves_no_tag_and_no_temp_files(sample_dirs, tmp_path):
     root = tmp_path / "root"
     proc = fastsync("copy", "-q", f"dir:{src}", f"registry-storage:{root}:app:1")
     assert_one_line_error(proc, "digest mismatch")
-    assert not list(root.rglob("current")) and not list(root.rglob(".tmp*")) and not list(root.rglob("_uploads"))
+    assert not list(root.rglob("current")) and not list(root.rglob("*tmp*")) and not list(root.rglob("_uploads"))
 
 
 @pytest.mark.parametrize("name,fragments,code", [

@@ -4,20 +4,23 @@ Order keeps the tree valid for a registry started at any moment: blob data first
 the store or a pool tree, or streamed to a temp name and renamed), then per manifest its blob,
 the `_layers` links of everything it references and its revision link (index children before the
 index), and at commit the tag's index entry and finally `current/link`. Nothing is written under
-`_uploads`. Link files hold the bare digest, no newline, written to a temp name and renamed.
+`_uploads`. Link files hold the bare digest, no newline, written to a temp name and renamed;
+one syncfs(2) of the tree's filesystem before each tag link makes what the tag names durable.
 """
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
-from typing import TYPE_CHECKING, AsyncIterator, Optional
+import threading
+from typing import TYPE_CHECKING, AsyncIterator, Callable, Optional
 
 from .. import native
 from ..errors import FastsyncError, Unsupported
 from ..manifest import schema1_payload
 from ..model import Descriptor, Digest
 from .base import Capabilities, ImageDestination
-from .localfs import atomic_write, blob_exists, place_file, stream_to_file
+from .localfs import blob_exists, place_file, stream_to_file
 from .storage import Layout, StorageImageReference
 
 if TYPE_CHECKING:
@@ -32,12 +35,52 @@ def stored_bytes(man: "Manifest") -> bytes:
     return data
 
 
+def write_file(path: str, data: bytes) -> None:
+    """Write `path` via a temp name and rename (visible whole or not at all; made durable by `flush_tree`)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
 def write_link(layout: Layout, path: str, digest: Digest) -> None:
     """Write a link file holding `digest` (skipped when it already does)."""
-    if layout.read_link(path) == digest:
+    if layout.read_link(path) != digest:
+        write_file(path, str(digest).encode())
+
+
+def _syncfs() -> Optional[Callable[[int], int]]:
+    try:
+        return ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+
+
+_SYNCFS = _syncfs()
+
+
+def flush_tree(root: str) -> None:
+    """Make everything written under `root` durable before a tag points at it: one syncfs(2) of the
+    tree's filesystem instead of an fsync per small link file (os.sync where syncfs is missing)."""
+    if _SYNCFS is None:
+        os.sync()
         return
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    atomic_write(path, str(digest).encode())
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _SYNCFS(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), root)
+    finally:
+        os.close(fd)
 
 
 class StorageDestination(ImageDestination):
@@ -84,10 +127,12 @@ class StorageDestination(ImageDestination):
         os.chmod(path, 0o644)       # readable by a registry running as another user
 
     async def put_blob_file(self, desc: Descriptor, path: str, link: bool) -> None:
+        if link:        # link_blobs creates the parent directories (in its thread)
+            await place_file(path, self.layout.blob_data(desc.digest), True)
+            return
         dst = self._data(desc.digest)
-        await place_file(path, dst, link)
-        if not link:
-            os.chmod(dst, 0o644)
+        await place_file(path, dst, False)
+        os.chmod(dst, 0o644)
 
     async def manifest_digest(self) -> Optional[Digest]:
         tag = self.reference.tag
@@ -109,18 +154,21 @@ class StorageDestination(ImageDestination):
         for d in man.blobs():
             if not os.path.isfile(lay.blob_data(d.digest)):
                 raise FastsyncError(f"{self.reference}: blob {d.digest} of manifest {man.digest} is missing")
-        path = lay.blob_data(man.digest)
-        if not blob_exists(path, Descriptor("", man.digest, len(data))) \
+        if not blob_exists(lay.blob_data(man.digest), Descriptor("", man.digest, len(data))) \
                 and not await self._link_from_pool(man.digest, len(data)):
-            atomic_write(self._data(man.digest), data)
-        for d in man.blobs():
-            write_link(lay, lay.layer_link(name, d.digest), d.digest)
-        write_link(lay, lay.revision_link(name, man.digest), man.digest)
+            await self._in_thread(lambda: write_file(lay.blob_data(man.digest), data))
+        links = [(lay.layer_link(name, d.digest), d.digest) for d in man.blobs()]
+        links.append((lay.revision_link(name, man.digest), man.digest))      # after the blobs' links
+        await self._in_thread(lambda: [write_link(lay, p, d) for p, d in links])
         if not instance:
             self.top = man.digest
 
+    async def _in_thread(self, fn) -> None:  # noqa: ANN001
+        """Directory creation and fsync are slow; keep them off the event loop (images run concurrently)."""
+        await asyncio.get_running_loop().run_in_executor(None, fn)
+
     async def commit(self) -> None:
-        ref = self.reference
+        ref, lay = self.reference, self.layout
         if self.top is None:
             raise FastsyncError(f"{ref}: nothing to commit (no manifest was written)")
         if ref.digest:
@@ -129,5 +177,7 @@ class StorageDestination(ImageDestination):
                                   f"{self.top}")
             return
         assert ref.tag
-        write_link(self.layout, self.layout.tag_index(self.name, ref.tag, self.top), self.top)
-        write_link(self.layout, self.layout.tag_current(self.name, ref.tag), self.top)
+        top, tag = self.top, ref.tag
+        await self._in_thread(lambda: (flush_tree(lay.root),
+                                       write_link(lay, lay.tag_index(self.name, tag, top), top),
+                                       write_link(lay, lay.tag_current(self.name, tag), top)))

@@ -1,0 +1,209 @@
+"""Package the corpus into a registry storage tree: fastsync vs skopeo + the conversion script.
+
+    python -m bench.storage_bench [--scale 0.5] [--reps 3] [--wan]
+
+Uses the bench harness (bench/harness.py: corpus, seeded source registry, measured runs).
+
+* fastsync, warm cache: every corpus image from the source registry into
+  ``registry-storage:OUT:REPO:TAG`` with the content-addressed cache already holding the blobs
+  (a previous release's run): manifests are fetched, blobs are hardlinked from the cache.
+  ``fastsync sync --src yaml --dest registry-storage`` when sync knows that destination, else the
+  library's copy engine over the image list (``python -m bench.storage_bench fastsync-run``).
+* skopeo: ``skopeo sync --all --scoped --src yaml --dest dir`` (skopeo has no cache) followed by the
+  conversion a user would write (``convert.py`` below, written out with the run: hardlink each
+  blob into ``blobs/``, write ``_layers``, revision and tag links).
+
+Both trees are checked by serving them with an unmodified docker-registry (every manifest digest)
+before a number is reported. Prints a table; results in bench/out/storage-results.json.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from fastsync.testing.registry import Registry
+
+from .harness import (Bench, Command, Measurement, Scenario, Trial, _base_env, fastsync, loop, run_all,
+                      sigterm_as_interrupt, skopeo)
+
+OUT = Path(__file__).resolve().parent / "out"
+
+CONVERT = r'''
+"""skopeo sync --scoped --dest dir output (DIR/HOST/REPO:TAG/) -> registry storage tree ROOT, by hardlink."""
+import hashlib, os, sys
+
+src, root = sys.argv[1], sys.argv[2]
+v2 = os.path.join(root, "docker", "registry", "v2")
+
+def put(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+
+def blob(path, digest):
+    hexd = digest.split(":")[1]
+    dst = os.path.join(v2, "blobs", "sha256", hexd[:2], hexd, "data")
+    if not os.path.exists(dst):
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        os.link(path, dst)
+
+for top, dirs, files in os.walk(src):
+    if "manifest.json" not in files:
+        continue
+    scoped = os.path.relpath(top, src)             # --scoped: HOST:PORT/REPO:TAG
+    repo, _, tag = scoped.split("/", 1)[1].rpartition(":")
+    repo_dir = os.path.join(v2, "repositories", repo)
+    for name in files:
+        path = os.path.join(top, name)
+        if name.endswith("manifest.json"):
+            digest = "sha256:" + hashlib.sha256(open(path, "rb").read()).hexdigest()
+            blob(path, digest)
+            put(os.path.join(repo_dir, "_manifests", "revisions", "sha256", digest[7:], "link"), digest)
+            if name == "manifest.json":
+                top_digest = digest
+        elif name != "version":
+            digest = "sha256:" + name
+            blob(path, digest)
+            put(os.path.join(repo_dir, "_layers", "sha256", name, "link"), digest)
+    put(os.path.join(repo_dir, "_manifests", "tags", tag, "index", "sha256", top_digest[7:], "link"), top_digest)
+    put(os.path.join(repo_dir, "_manifests", "tags", tag, "current", "link"), top_digest)
+'''
+
+
+def _fastsync_sync_knows_storage() -> bool:
+    proc = subprocess.run(fastsync("sync", "--help"), capture_output=True, text=True, env=_base_env())
+    return proc.returncode == 0 and "registry-storage" in proc.stdout
+
+
+def check_tree(root: Path, images: list[dict]) -> None:
+    """An unmodified docker-registry serves every image of the corpus from `root` with its digest."""
+    with Registry(root=root) as reg:
+        for im in images:
+            r = reg.request("HEAD", f"/v2/{im['repo']}/manifests/{im['tag']}", headers={"Accept": im["media_type"]})
+            got = r.headers.get("Docker-Content-Digest")
+            if r.status != 200 or got != im["digest"]:
+                raise RuntimeError(f"{im['ref']} served from {root}: HTTP {r.status}, digest {got}, "
+                                   f"expected {im['digest']}")
+
+
+class StorageWarm(Scenario):
+    name = "storage-warm"
+    metrics = ("wall", "rss")
+    wan = False
+
+    @property
+    def title(self) -> str:  # type: ignore[override]
+        return f"package the corpus into a registry-storage tree, warm cache, {'WAN' if self.wan else 'loopback'}"
+
+    def _fastsync(self, t: Trial, out: Path) -> Command:
+        if _fastsync_sync_knows_storage():
+            argv = fastsync("sync", "--src", "yaml", "--dest", "registry-storage", "--all",
+                            str(t.sync_yaml(self.wan)), str(out))
+            return Command(argv, "fastsync sync --src yaml --dest registry-storage --all sync.yaml OUT")
+        refs = [im["ref"] for im in t.corpus["images"]]
+        argv = [sys.executable, "-m", "bench.storage_bench", "fastsync-run", t.src(self.wan), str(out), *refs]
+        return Command(argv, "fastsync copy engine, all images concurrently, docker://SRC/REPO:TAG -> "
+                             "registry-storage:OUT:REPO:TAG, cache = $XDG_CACHE_HOME/fastsync")
+
+    def prepare(self, t: Trial) -> None:
+        if t.tool == "fastsync":
+            cache = t.persistent("storage-cache")
+            t.env["XDG_CACHE_HOME"] = str(cache)
+            if not (cache / ".bench-warm").exists():       # a previous release's run filled the cache
+                with t.no_delay():
+                    t.run(self._fastsync(t, t.dir / "warmup"))
+                (cache / ".bench-warm").write_text("1")
+        else:
+            (t.dir / "convert.py").write_text(CONVERT)
+
+    def command(self, t: Trial) -> Command:
+        out = t.dir / "root"
+        if t.tool == "fastsync":
+            return self._fastsync(t, out)
+        sync = skopeo("sync", "--all", "--scoped", "--src", "yaml", "--dest", "dir", str(t.sync_yaml(self.wan)),
+                      str(t.dir / "dirs"))
+        convert = [sys.executable, str(t.dir / "convert.py"), str(t.dir / "dirs"), str(out)]
+        cmd = loop(t, [sync, convert], "")
+        return Command(cmd.argv, "skopeo sync --all --scoped --src yaml --dest dir sync.yaml DIRS && "
+                                 "python3 convert.py DIRS OUT (hardlinks + link files)")
+
+    def check(self, t: Trial, m: Measurement) -> None:
+        check_tree(t.dir / "root", t.corpus["images"])
+
+
+class StorageWarmWan(StorageWarm):
+    name = "storage-warm-wan"
+    wan = True
+
+
+# ---- the fastsync side when `sync` cannot write registry-storage: (the library's copy engine)
+
+async def _fastsync_run(src: str, out: str, refs: list[str]) -> None:
+    from fastsync.engine import Job
+    from fastsync.options import CopyOptions, TransportOptions
+    from fastsync.reference import parse_image_name
+    from fastsync.session import Session
+    from fastsync.store import Store, default_root
+
+    async with Session(store=Store(default_root())) as session:
+        job = Job(session, CopyOptions(multi_arch="all", preserve_digests=True))
+        topts = TransportOptions(tls_verify=False)
+        await asyncio.gather(*(job.copy(parse_image_name(f"docker://{src}/{ref}"),
+                                        parse_image_name(f"registry-storage:{out}:{ref}"), topts)
+                               for ref in refs))
+
+
+def fastsync_run(argv: list[str]) -> int:
+    src, out, *refs = argv
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+    asyncio.run(_fastsync_run(src, out, refs))
+    return 0
+
+
+def main() -> int:
+    if sys.argv[1:2] == ["fastsync-run"]:
+        return fastsync_run(sys.argv[2:])
+    ap = argparse.ArgumentParser(prog="python -m bench.storage_bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=float, default=0.5)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--wan", action="store_true", help="also run with the source behind the 20 ms WAN proxy")
+    ap.add_argument("--delay-ms", type=float, default=20.0)
+    args = ap.parse_args()
+    scenarios: list[Scenario] = [StorageWarm()] + ([StorageWarmWan()] if args.wan else [])
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    with sigterm_as_interrupt(), Bench(args.scale, args.delay_ms, None, OUT, log) as bench:
+        outcomes = run_all(bench, scenarios, args.reps, log)
+    lines = ["| scenario | fastsync | skopeo + script | ratio |", "| --- | ---: | ---: | ---: |"]
+    rows = []
+    for oc in outcomes:
+        f, s = oc.median("fastsync", "wall"), oc.median("skopeo", "wall")
+        fr, sr = oc.median("fastsync", "rss"), oc.median("skopeo", "rss")
+        cell = lambda v: f"{v:.2f} s" if v is not None else "failed"  # noqa: E731
+        lines.append(f"| {oc.scenario.title} | {cell(f)} | {cell(s)} | {f'{s / f:.1f}×' if f and s else '—'} |")
+        rows.append({"scenario": oc.scenario.name, "fastsync_s": f, "skopeo_s": s, "ratio": s / f if f and s else None,
+                     "fastsync_rss": fr, "skopeo_rss": sr, "commands": oc.labels, "failed": oc.failed,
+                     "runs": {tool: [x.wall for x in oc.runs[tool]] for tool in oc.runs}})
+    print(f"scale {args.scale:g}, {args.reps} repetitions (median)\n\n" + "\n".join(lines))
+    for oc in outcomes:
+        print(f"\n{oc.scenario.name}: " + "; ".join(f"{k}: `{v}`" for k, v in oc.labels.items()))
+        for tool, err in oc.failed.items():
+            print(f"  {tool} FAILED: {err.splitlines()[-1] if err else ''}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "storage-results.json").write_text(json.dumps({"scale": args.scale, "reps": args.reps, "rows": rows},
+                                                         indent=1))
+    return 1 if any(oc.failed for oc in outcomes) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

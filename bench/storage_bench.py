@@ -14,7 +14,7 @@ Uses the bench harness (bench/harness.py: corpus, seeded source registry, measur
   blob into ``blobs/``, write ``_layers``, revision and tag links).
 
 Both trees are checked by serving them with an unmodified docker-registry (every manifest digest)
-before a number is reported. Prints a table; results in bench/out/storage-results.json.
+before a number is reported. Prints a table; results in bench/out/storage/storage-results.json.
 """
 from __future__ import annotations
 
@@ -25,12 +25,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fastsync.testing.registry import Registry
+from typing import TYPE_CHECKING
 
-from .harness import (Bench, Command, Measurement, Scenario, Trial, _base_env, fastsync, loop, run_all,
-                      sigterm_as_interrupt, skopeo)
+if TYPE_CHECKING:
+    from .harness import Scenario
 
-OUT = Path(__file__).resolve().parent / "out"
+OUT = Path(__file__).resolve().parent / "out" / "storage"   # own run dir: `python -m bench` may run meanwhile
 
 CONVERT = r'''
 """skopeo sync --scoped --dest dir output (DIR/HOST/REPO:TAG/) -> registry storage tree ROOT, by hardlink."""
@@ -74,72 +74,6 @@ for top, dirs, files in os.walk(src):
 '''
 
 
-def _fastsync_sync_knows_storage() -> bool:
-    proc = subprocess.run(fastsync("sync", "--help"), capture_output=True, text=True, env=_base_env())
-    return proc.returncode == 0 and "registry-storage" in proc.stdout
-
-
-def check_tree(root: Path, images: list[dict]) -> None:
-    """An unmodified docker-registry serves every image of the corpus from `root` with its digest."""
-    with Registry(root=root) as reg:
-        for im in images:
-            r = reg.request("HEAD", f"/v2/{im['repo']}/manifests/{im['tag']}", headers={"Accept": im["media_type"]})
-            got = r.headers.get("Docker-Content-Digest")
-            if r.status != 200 or got != im["digest"]:
-                raise RuntimeError(f"{im['ref']} served from {root}: HTTP {r.status}, digest {got}, "
-                                   f"expected {im['digest']}")
-
-
-class StorageWarm(Scenario):
-    name = "storage-warm"
-    metrics = ("wall", "rss")
-    wan = False
-
-    @property
-    def title(self) -> str:  # type: ignore[override]
-        return f"package the corpus into a registry-storage tree, warm cache, {'WAN' if self.wan else 'loopback'}"
-
-    def _fastsync(self, t: Trial, out: Path) -> Command:
-        if _fastsync_sync_knows_storage():
-            argv = fastsync("sync", "--src", "yaml", "--dest", "registry-storage", "--all",
-                            str(t.sync_yaml(self.wan)), str(out))
-            return Command(argv, "fastsync sync --src yaml --dest registry-storage --all sync.yaml OUT")
-        refs = [im["ref"] for im in t.corpus["images"]]
-        argv = [sys.executable, "-m", "bench.storage_bench", "fastsync-run", t.src(self.wan), str(out), *refs]
-        return Command(argv, "fastsync copy engine, all images concurrently, docker://SRC/REPO:TAG -> "
-                             "registry-storage:OUT:REPO:TAG, cache = $XDG_CACHE_HOME/fastsync")
-
-    def prepare(self, t: Trial) -> None:
-        if t.tool == "fastsync":
-            cache = t.persistent("storage-cache")
-            t.env["XDG_CACHE_HOME"] = str(cache)
-            if not (cache / ".bench-warm").exists():       # a previous release's run filled the cache
-                with t.no_delay():
-                    t.run(self._fastsync(t, t.dir / "warmup"))
-                (cache / ".bench-warm").write_text("1")
-        else:
-            (t.dir / "convert.py").write_text(CONVERT)
-
-    def command(self, t: Trial) -> Command:
-        out = t.dir / "root"
-        if t.tool == "fastsync":
-            return self._fastsync(t, out)
-        sync = skopeo("sync", "--all", "--scoped", "--src", "yaml", "--dest", "dir", str(t.sync_yaml(self.wan)),
-                      str(t.dir / "dirs"))
-        convert = [sys.executable, str(t.dir / "convert.py"), str(t.dir / "dirs"), str(out)]
-        cmd = loop(t, [sync, convert], "")
-        return Command(cmd.argv, "skopeo sync --all --scoped --src yaml --dest dir sync.yaml DIRS && "
-                                 "python3 convert.py DIRS OUT (hardlinks + link files)")
-
-    def check(self, t: Trial, m: Measurement) -> None:
-        check_tree(t.dir / "root", t.corpus["images"])
-
-
-class StorageWarmWan(StorageWarm):
-    name = "storage-warm-wan"
-    wan = True
-
-
 # ---- the fastsync side when `sync` cannot write registry-storage: (the library's copy engine)
 
 async def _fastsync_run(src: str, out: str, refs: list[str]) -> None:
@@ -168,6 +102,77 @@ def fastsync_run(argv: list[str]) -> int:
     return 0
 
 
+def scenarios() -> "dict[str, Scenario]":
+    """The scenario classes (defined here so that `fastsync-run` imports nothing but fastsync)."""
+    from fastsync.testing.registry import Registry
+
+    from .harness import Command, Measurement, Scenario, Trial, _base_env, fastsync, loop, skopeo
+
+    def _fastsync_sync_knows_storage() -> bool:
+        proc = subprocess.run(fastsync("sync", "--help"), capture_output=True, text=True, env=_base_env())
+        return proc.returncode == 0 and "registry-storage" in proc.stdout
+
+    def check_tree(root: Path, images: list[dict]) -> None:
+        """An unmodified docker-registry serves every image of the corpus from `root` with its digest."""
+        with Registry(root=root) as reg:
+            for im in images:
+                r = reg.request("HEAD", f"/v2/{im['repo']}/manifests/{im['tag']}", headers={"Accept": im["media_type"]})
+                got = r.headers.get("Docker-Content-Digest")
+                if r.status != 200 or got != im["digest"]:
+                    raise RuntimeError(f"{im['ref']} served from {root}: HTTP {r.status}, digest {got}, "
+                                       f"expected {im['digest']}")
+
+    class StorageWarm(Scenario):
+        name = "storage-warm"
+        metrics = ("wall", "rss")
+        wan = False
+
+        @property
+        def title(self) -> str:  # type: ignore[override]
+            return f"package the corpus into a registry-storage tree, warm cache, {'WAN' if self.wan else 'loopback'}"
+
+        def _fastsync(self, t: Trial, out: Path) -> Command:
+            if _fastsync_sync_knows_storage():
+                argv = fastsync("sync", "--src", "yaml", "--dest", "registry-storage", "--all",
+                                str(t.sync_yaml(self.wan)), str(out))
+                return Command(argv, "fastsync sync --src yaml --dest registry-storage --all sync.yaml OUT")
+            refs = [im["ref"] for im in t.corpus["images"]]
+            argv = [sys.executable, "-m", "bench.storage_bench", "fastsync-run", t.src(self.wan), str(out), *refs]
+            return Command(argv, "fastsync copy engine, all images concurrently, docker://SRC/REPO:TAG -> "
+                                 "registry-storage:OUT:REPO:TAG, cache = $XDG_CACHE_HOME/fastsync")
+
+        def prepare(self, t: Trial) -> None:
+            if t.tool == "fastsync":
+                cache = t.persistent("storage-cache")
+                t.env["XDG_CACHE_HOME"] = str(cache)
+                if not (cache / ".bench-warm").exists():       # a previous release's run filled the cache
+                    with t.no_delay():
+                        t.run(self._fastsync(t, t.dir / "warmup"))
+                    (cache / ".bench-warm").write_text("1")
+            else:
+                (t.dir / "convert.py").write_text(CONVERT)
+
+        def command(self, t: Trial) -> Command:
+            out = t.dir / "root"
+            if t.tool == "fastsync":
+                return self._fastsync(t, out)
+            sync = skopeo("sync", "--all", "--scoped", "--src", "yaml", "--dest", "dir", str(t.sync_yaml(self.wan)),
+                          str(t.dir / "dirs"))
+            convert = [sys.executable, str(t.dir / "convert.py"), str(t.dir / "dirs"), str(out)]
+            cmd = loop(t, [sync, convert], "")
+            return Command(cmd.argv, "skopeo sync --all --scoped --src yaml --dest dir sync.yaml DIRS && "
+                                     "python3 convert.py DIRS OUT (hardlinks + link files)")
+
+        def check(self, t: Trial, m: Measurement) -> None:
+            check_tree(t.dir / "root", t.corpus["images"])
+
+    class StorageWarmWan(StorageWarm):
+        name = "storage-warm-wan"
+        wan = True
+
+    return {"storage-warm": StorageWarm(), "storage-warm-wan": StorageWarmWan()}
+
+
 def main() -> int:
     if sys.argv[1:2] == ["fastsync-run"]:
         return fastsync_run(sys.argv[2:])
@@ -177,13 +182,16 @@ def main() -> int:
     ap.add_argument("--wan", action="store_true", help="also run with the source behind the 20 ms WAN proxy")
     ap.add_argument("--delay-ms", type=float, default=20.0)
     args = ap.parse_args()
-    scenarios: list[Scenario] = [StorageWarm()] + ([StorageWarmWan()] if args.wan else [])
+    from .harness import Bench, run_all, sigterm_as_interrupt
+
+    table = scenarios()
+    chosen = [table["storage-warm"]] + ([table["storage-warm-wan"]] if args.wan else [])
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
     with sigterm_as_interrupt(), Bench(args.scale, args.delay_ms, None, OUT, log) as bench:
-        outcomes = run_all(bench, scenarios, args.reps, log)
+        outcomes = run_all(bench, chosen, args.reps, log)
     lines = ["| scenario | fastsync | skopeo + script | ratio |", "| --- | ---: | ---: | ---: |"]
     rows = []
     for oc in outcomes:

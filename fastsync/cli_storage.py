@@ -60,8 +60,8 @@ def select_cmd(ctx: click.Context, pool: str, out: str, images: tuple[str, ...],
 @click.option("-q", "--quiet", is_flag=True, help="no summary line")
 @click.pass_context
 @handle_errors
-def bundle_cmd(ctx: click.Context, root: str, archive: str, images: tuple[str, ...], list_file: Optional[str], compression: str,
-               level: int, quiet: bool) -> None:
+def bundle_cmd(ctx: click.Context, root: str, archive: str, images: tuple[str, ...], list_file: Optional[str],
+               compression: str, level: int, quiet: bool) -> None:
     """Write the registry storage tree ROOT (or only IMAGES of it) as one tar ARCHIVE ('-': stdout).
 
     Each blob is stored once; `tar x -C DIR` (zstd: `zstd -dc ARCHIVE | tar x -C DIR`) or

@@ -213,6 +213,7 @@ def manifest_digest(manifest: str) -> None:
 # Commands defined in their own modules register here, one line each.
 # (keep this block at the end of the file)
 from .cli_auth import register as _reg_auth; _reg_auth(main)  # noqa: E402,E702
+from .cli_sync import register as _reg_sync; _reg_sync(main)  # noqa: E402,E702
 from .cli_storage import register as _reg_storage; _reg_storage(main)  # noqa: E402,E702
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,6 +11,7 @@ import os
 import random
 import time
 from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Awaitable, Callable, Optional, TypeVar
 
 from . import manifest as mf
@@ -27,6 +28,14 @@ from .transports.base import ImageDestination, ImageReference, ImageSource, file
 
 
 T = TypeVar("T")
+# (source, destination, blob) -> a context held around each attempt of a blob transfer: the
+# scheduler's per-host concurrency limits; it sees the attempt's exception, if any.
+BlobGate = Callable[[ImageSource, ImageDestination, Descriptor], AbstractAsyncContextManager]
+MAX_RETRY_AFTER = 120.0
+
+
+def _no_gate(src: ImageSource, dst: ImageDestination, desc: Descriptor) -> AbstractAsyncContextManager:
+    return nullcontext()
 
 
 @dataclass
@@ -46,11 +55,16 @@ class ImageResult:
 
 class Job:
     def __init__(self, session: Session, options: Optional[CopyOptions] = None,
-                 on_event: Optional[EventSink] = None) -> None:
+                 on_event: Optional[EventSink] = None, gate: Optional[BlobGate] = None) -> None:
         self.session = session
         self.options = options or CopyOptions()
         self.emit = emitter(on_event)
+        self.gate = gate or _no_gate
         self._blobs: dict[tuple[str, Digest], asyncio.Future[int]] = {}
+        # the first transfer of each digest in this job (any destination), and the registry
+        # repositories that hold it since: later destinations mount from those or read the store
+        self._leaders: dict[Digest, asyncio.Future[int]] = {}
+        self._placed: dict[Digest, list] = {}
         self._edits: dict[tuple[str, Digest, LayerEdit], asyncio.Future[tuple[Descriptor, bool]]] = {}
 
     async def copy(self, src_ref: ImageReference, dst_ref: ImageReference,
@@ -183,7 +197,7 @@ class Job:
         fut = self._blobs.get(key)
         owner = fut is None
         if fut is None:
-            fut = self._blobs[key] = asyncio.ensure_future(self._retrying(lambda: self._transfer(src, dst, desc)))
+            fut = self._blobs[key] = asyncio.ensure_future(self._move(src, dst, desc))
         try:
             moved = await asyncio.shield(fut)
         except BaseException:
@@ -198,6 +212,36 @@ class Job:
             res.blobs_reused += 1
             res.bytes_reused += size
 
+    async def _move(self, src: ImageSource, dst: ImageDestination, desc: Descriptor) -> int:
+        """One blob to one destination namespace. When another destination is already fetching the
+        same digest, wait for it first: then this one mounts from there or reads the store."""
+        leader = self._leaders.get(desc.digest)
+        if leader is None:
+            self._leaders[desc.digest] = asyncio.ensure_future(self._attempts(src, dst, desc))
+            return await asyncio.shield(self._leaders[desc.digest])
+        if dst.capabilities.can_mount or self.session.store is not None:
+            await asyncio.wait([leader])
+        return await self._attempts(src, dst, desc)
+
+    async def _attempts(self, src: ImageSource, dst: ImageDestination, desc: Descriptor) -> int:
+        async def once() -> int:
+            async with self.gate(src, dst, desc):
+                return await self._transfer(src, dst, desc)
+        moved = await self._retrying(once, f"blob {desc.digest}")
+        ref = dst.reference.docker_reference
+        if ref is not None:
+            self._placed.setdefault(desc.digest, []).append(ref)
+        return moved
+
+    def _mount_source(self, src: ImageSource, dst: ImageDestination, desc: Descriptor):
+        """Where a registry destination could mount `desc` from: a repository of the same registry
+        that received it in this job, else the source repository."""
+        mine = dst.reference.docker_reference
+        for ref in self._placed.get(desc.digest, ()):
+            if mine is not None and ref.registry == mine.registry and ref.path != mine.path:
+                return ref
+        return src.reference.docker_reference
+
     async def _edited(self, src: ImageSource, dst: ImageDestination, desc: Descriptor, edit: LayerEdit,
                       res: ImageResult) -> Descriptor:
         """A layer with its compression changed: shared across the job like plain blobs."""
@@ -206,7 +250,7 @@ class Job:
         owner = fut is None
         if fut is None:
             fut = self._edits[key] = asyncio.ensure_future(
-                self._retrying(lambda: self._edit_transfer(src, dst, desc, edit)))
+                self._retrying(lambda: self._edit_transfer(src, dst, desc, edit), f"layer {desc.digest}"))
         try:
             new, moved = await asyncio.shield(fut)
         except BaseException:
@@ -249,8 +293,9 @@ class Job:
         self.emit(Event("blob-done", digest=str(new.digest), size=new.size))
         return new, True
 
-    async def _retrying(self, attempt_once: Callable[[], Awaitable[T]]) -> T:
-        """Run one blob operation, retrying retryable failures with backoff and jitter."""
+    async def _retrying(self, attempt_once: Callable[[], Awaitable[T]], what: str = "") -> T:
+        """Run one blob operation, retrying retryable failures with backoff and jitter (or the
+        server's Retry-After, when the error carries one)."""
         attempts = max(0, self.options.retry_times) + 1
         for attempt in range(attempts):
             try:
@@ -258,14 +303,16 @@ class Job:
             except (NetworkError, RegistryError) as exc:
                 if attempt + 1 >= attempts or not getattr(exc, "retryable", False):
                     raise
-                await asyncio.sleep(min(30.0, 0.5 * 2 ** attempt) * (0.5 + random.random()))
+                delay = retry_delay(attempt, getattr(exc, "retry_after", None))
+                self.emit(Event("retry", message=f"{what}: {exc}; retrying in {delay:.1f}s"))
+                await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
     async def _transfer(self, src: ImageSource, dst: ImageDestination, desc: Descriptor) -> int:
         """Move one blob; returns the bytes transferred (0 when it was already there)."""
         what = f"blob {desc.digest}"
         self.emit(Event("blob-start", digest=str(desc.digest), size=desc.size))
-        if await dst.try_reuse_blob(desc, src.reference.docker_reference):
+        if await dst.try_reuse_blob(desc, self._mount_source(src, dst, desc)):
             self.emit(Event("blob-done", digest=str(desc.digest), size=max(desc.size, 0), reused=True))
             return 0
         store = self.session.store
@@ -320,6 +367,14 @@ class Job:
     def _progress(self, chunks, desc: Descriptor):
         digest = str(desc.digest)
         return counted(chunks, lambda n: self.emit(Event("bytes", digest=digest, size=n)))
+
+
+def retry_delay(attempt: int, retry_after: Optional[float] = None) -> float:
+    """Seconds before retry number `attempt + 1`: the server's Retry-After when given (capped),
+    else exponential backoff (0.5 s doubling, at most 30 s) with full jitter in [0.5x, 1.5x)."""
+    if retry_after is not None and retry_after >= 0:
+        return min(MAX_RETRY_AFTER, float(retry_after)) + random.random() * 0.1
+    return min(30.0, 0.5 * 2 ** attempt) * (0.5 + random.random())
 
 
 async def fetch_instance(src: ImageSource, d: Descriptor) -> Manifest:

@@ -1,9 +1,15 @@
-"""Renders progress events for people (plain lines on stderr)."""
+"""Renders progress events for people (stderr) and results as a JSON report. Only the CLI uses it."""
 from __future__ import annotations
 
-from typing import TextIO
+import time
+from typing import TYPE_CHECKING, Any, Optional, TextIO
 
-from .progress import Event
+import orjson
+
+from .progress import Event, Tally
+
+if TYPE_CHECKING:
+    from .scheduler import SyncResult
 
 
 class CopyPrinter:
@@ -23,3 +29,106 @@ class CopyPrinter:
         else:
             return
         self.out.flush()
+
+
+def _names(image: str) -> tuple[str, str]:
+    src, _, dst = image.partition(" -> ")
+    return src, dst
+
+
+_STATE = {"image-done": "done", "image-skipped": "up to date", "image-planned": "would copy"}
+
+
+class SyncPrinter:
+    """Plain lines for logs and CI: `Progress: 12/143 sync SRC to DST done` once per image."""
+
+    def __init__(self, out: TextIO, verbose: bool = False) -> None:
+        self.out = out
+        self.verbose = verbose
+        self.tally = Tally()
+
+    def __call__(self, ev: Event) -> None:
+        self.tally(ev)
+        if ev.kind == "plan-done":
+            self._line(f"Planned {ev.message}")
+        elif ev.kind in _STATE or ev.kind == "image-failed":
+            src, dst = _names(ev.image)
+            state = _STATE.get(ev.kind) or f"failed: {ev.message}"
+            if ev.kind == "image-planned":
+                self._line(f"Would sync {src} to {dst}")
+                return
+            self._line(f"Progress: {self.tally.images_done}/{self.tally.images_total} sync {src} to {dst} {state}")
+        elif ev.kind == "retry" and self.verbose:
+            self._line(f"Retrying {ev.message}")
+
+    def _line(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+
+class RichProgress:
+    """Progress bars on a terminal: bytes (with rate and ETA) and images done/total.
+    Use as a context manager around the job; it is also the event sink."""
+
+    def __init__(self, out: TextIO) -> None:
+        from rich.console import Console
+        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                   TransferSpeedColumn)
+
+        self.console = Console(file=out)
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                 TransferSpeedColumn(), TimeRemainingColumn(), console=self.console,
+                                 transient=False, refresh_per_second=8)
+        self.bytes_task = self.progress.add_task("bytes ", total=None)
+        self.tally = Tally()
+        self._images_task: Optional[int] = None
+
+    def __enter__(self) -> "RichProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.update(self.bytes_task, total=max(self.tally.bytes_moved, 1), completed=self.tally.bytes_moved)
+        self.progress.stop()
+
+    def __call__(self, ev: Event) -> None:
+        self.tally(ev)
+        if ev.kind == "plan-done":
+            self._images_task = self.progress.add_task("images", total=ev.size)
+            if ev.total:
+                self.progress.update(self.bytes_task, total=ev.total)
+            self.console.print(f"Planned {ev.message}")
+        elif ev.kind == "bytes":
+            self.progress.update(self.bytes_task, advance=ev.size)
+        elif ev.kind in ("image-done", "image-skipped", "image-failed"):
+            if self._images_task is not None:
+                self.progress.update(self._images_task, completed=self.tally.images_done)
+            if ev.kind == "image-failed":
+                src, _ = _names(ev.image)
+                self.console.print(f"[red]failed[/red] {src}: {ev.message}", markup=True, highlight=False)
+        elif ev.kind == "image-planned":
+            src, dst = _names(ev.image)
+            self.console.print(f"Would sync {src} to {dst}", highlight=False)
+
+
+def report(result: "SyncResult", started: float, dry_run: bool = False) -> dict[str, Any]:
+    """The --report document: per image status, bytes moved and skipped, time; and totals."""
+    images = []
+    for r in result.images:
+        status = "failed" if r.error else "up-to-date" if r.up_to_date else "planned" if dry_run else "copied"
+        images.append({"source": r.source, "destination": r.destination, "status": status,
+                       "digest": str(r.digest) if r.digest else None, "bytes_transferred": r.bytes_copied,
+                       "bytes_skipped": r.bytes_reused, "blobs_transferred": r.blobs_copied,
+                       "blobs_skipped": r.blobs_reused, "seconds": round(r.seconds, 3),
+                       "error": r.error or None})
+    count = {s: sum(1 for i in images if i["status"] == s) for s in ("copied", "up-to-date", "failed", "planned")}
+    return {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "seconds": round(result.seconds, 3), "images": images,
+            "totals": {"images": len(images), **count,
+                       "bytes_transferred": sum(i["bytes_transferred"] for i in images),
+                       "bytes_skipped": sum(i["bytes_skipped"] for i in images)}}
+
+
+def write_report(path: str, result: "SyncResult", started: float, dry_run: bool = False) -> None:
+    with open(path, "wb") as f:
+        f.write(orjson.dumps(report(result, started, dry_run), option=orjson.OPT_INDENT_2))

@@ -200,3 +200,36 @@ def test_bad_destinations_fail_with_one_line(name, fragments, code, sample_dirs,
 def test_missing_sources_fail_with_one_line(name, fragments, fastsync_tree, tmp_path):
     proc = fastsync("copy", "-q", name.format(root=fastsync_tree, missing=tmp_path / "none"), f"dir:{tmp_path}/o")
     assert_one_line_error(proc, *fragments, code=1)
+
+
+def test_sync_installs_a_whole_tree_into_a_registry_and_mirrors_back_into_a_tree(
+        fastsync_tree, sample_images, fresh_registry, registry_factory, run_skopeo, tmp_path):
+    pytest.importorskip("fastsync.sync", reason="fastsync sync is not in this tree")
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    host = fresh_registry.host
+    ok(fastsync("sync", "-q", "--all", "--src", "registry-storage", "--dest", "docker", "--dest-tls-verify=false",
+                str(fastsync_tree), f"{host}/inst", env=env))
+    for name in NAMES:      # every image, its repository path kept, schema 1 included
+        repo, tag = images.sample_repo(name)
+        raw = run_skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{host}/inst/{repo}:{tag}").stdout
+        assert images.manifest_digest(raw) == sample_images[name].digest
+    out = tmp_path / "mirror"
+    lst = tmp_path / "images.list"
+    lst.write_text("inst/samples/multiarch:latest\ninst/samples/v2s2:latest\n")
+    ok(fastsync("sync", "-q", "--all", "--src", "list", "--dest", "registry-storage", "--src-registry", host,
+                "--src-tls-verify=false", str(lst), f"{out}:", env=env))
+    store_blobs = tmp_path / "cache" / "fastsync" / "blobs" / "sha256"
+    linked = [p for p in (out / V2 / "blobs").rglob("data") if f"sha256:{p.parent.name}" in
+              sample_images["v2s2"].all_blobs()]
+    assert len(linked) == len(sample_images["v2s2"].all_blobs())
+    for p in linked:        # layers and configs come from the cache, by hardlink
+        assert os.path.samefile(p, store_blobs / p.parent.name)
+    reg = registry_factory(root=out)
+    for name in ("multiarch", "v2s2"):
+        raw = run_skopeo("inspect", "--raw", "--tls-verify=false",
+                         f"docker://{reg.host}/inst/samples/{name}:latest").stdout
+        assert images.manifest_digest(raw) == sample_images[name].digest
+    reg.stop()
+    assert gc_dry_run(reg)[1:] == (0, 0)
+    proc = fastsync("sync", "--src", "list", "--dest", "registry-storage", str(lst), str(out), env=env)
+    assert_one_line_error(proc, "spelled ROOT: or ROOT:PREFIX", code=2)

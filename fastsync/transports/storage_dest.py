@@ -83,6 +83,15 @@ def flush_tree(root: str) -> None:
         os.close(fd)
 
 
+def current_digest(layout: Layout, name: str, tag: str) -> Optional[Digest]:
+    """The digest tag `name:tag` points at, when the tree holds that manifest (else None)."""
+    digest = layout.read_link(layout.tag_current(name, tag))
+    if digest and layout.linked(layout.revision_link(name, digest), digest) \
+            and os.path.isfile(layout.blob_data(digest)):
+        return digest
+    return None
+
+
 class StorageDestination(ImageDestination):
     capabilities = Capabilities(accepts_files=True)
 
@@ -136,13 +145,7 @@ class StorageDestination(ImageDestination):
 
     async def manifest_digest(self) -> Optional[Digest]:
         tag = self.reference.tag
-        if not tag:
-            return None
-        digest = self.layout.read_link(self.layout.tag_current(self.name, tag))
-        if digest and self.layout.linked(self.layout.revision_link(self.name, digest), digest) \
-                and os.path.isfile(self.layout.blob_data(digest)):
-            return digest
-        return None
+        return current_digest(self.layout, self.name, tag) if tag else None
 
     async def put_manifest(self, man: "Manifest", instance: bool = False) -> None:
         lay, name = self.layout, self.name

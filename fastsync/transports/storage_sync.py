@@ -1,0 +1,73 @@
+"""`fastsync sync --src registry-storage` and `--dest registry-storage` (entries of fastsync.sync's tables).
+
+SOURCE is ``ROOT`` (every tagged image of the tree), ``ROOT:NAME`` (every tag of a repository) or
+``ROOT:NAME:TAG`` / ``ROOT:NAME@DIGEST``. Images keep their repository path in the destination
+name, scoped or not (a tree's names carry no registry host): ``sync --src registry-storage
+--dest docker /var/lib/registry harbor.local`` writes ``harbor.local/library/nginx:1``.
+
+DESTINATION is ``ROOT:`` or ``ROOT:PREFIX`` (the colon ends the storage root, as in
+``registry-storage:ROOT:NAME``): ``sync --src list --dest registry-storage images.list ./out:``
+writes ``registry-storage:./out:ns/app:1`` for the line ``ns/app:1``.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from ..errors import FastsyncError, NotFound, UsageError
+from ..model import Digest
+from ..options import TransportOptions
+from ..session import Session
+from ..sync import DestKind, SourceImage, SyncInput
+from .base import ImageReference
+from .storage import V2, Layout, StorageImageReference, parse_image
+from .storage_dest import current_digest
+
+
+async def sync_source(session: Session, inp: SyncInput) -> list[SourceImage]:
+    root, _, rest = inp.source.partition(":")
+    if not root:
+        raise UsageError(f"invalid registry-storage source {inp.source!r}: expected ROOT[:NAME[:TAG|@DIGEST]]")
+    probe = StorageImageReference(root)
+    probe._check_root_spelling()
+    layout = probe.layout
+    if not layout.exists():
+        raise NotFound(f"{root} is not a registry storage root (no {V2})")
+    if not rest:
+        found = [(n, t, None) for n, t in layout.images()]
+    else:
+        name, tag, digest = parse_image(rest, f"registry-storage:{inp.source}")
+        found = [(name, tag, digest)] if tag or digest else [(name, t, None) for t in layout.tags(name)]
+    images = []
+    for name, tag, digest in found:
+        ref = StorageImageReference(root, name, tag, digest)
+        suffix = f"{name}@{digest}" if digest else f"{name}:{tag}"
+        images.append(SourceImage(ref, inp.src_opts, suffix, plain=suffix))
+    if not images:
+        raise FastsyncError(f"No images to sync found in {inp.source!r}")
+    return images
+
+
+def dest_reference(joined: str) -> ImageReference:
+    """`ROOT:[PREFIX/]NAME:TAG` (DESTINATION joined with the image's name) -> a destination reference."""
+    root, sep, rest = joined.partition(":")
+    rest = rest.lstrip("/")
+    if not sep or not root or (":" not in rest and "@" not in rest):
+        raise UsageError("a registry-storage sync DESTINATION is spelled ROOT: or ROOT:PREFIX (for example ./out:), "
+                         "so that the storage root is known")
+    return StorageImageReference.parse(f"{root}:{rest}")
+
+
+def _probe(ref: ImageReference, opts: TransportOptions):  # noqa: ANN202
+    assert isinstance(ref, StorageImageReference)
+
+    async def probe(session: Session) -> Optional[Digest]:
+        if not ref.name or not ref.tag:
+            return None
+        return current_digest(ref.layout, ref.name, ref.tag)
+    return probe
+
+
+SYNC_SOURCE = sync_source
+SYNC_DEST = DestKind("registry-storage", dest_reference, _probe, local=True)
+
+__all__ = ["SYNC_SOURCE", "SYNC_DEST", "Layout"]

@@ -7,8 +7,9 @@ Uses the bench harness (bench/harness.py: corpus, seeded source registry, measur
 * fastsync, warm cache: every corpus image from the source registry into
   ``registry-storage:OUT:REPO:TAG`` with the content-addressed cache already holding the blobs
   (a previous release's run): manifests are fetched, blobs are hardlinked from the cache.
-  ``fastsync sync --src yaml --dest registry-storage`` when sync knows that destination, else the
-  library's copy engine over the image list (``python -m bench.storage_bench fastsync-run``).
+  ``fastsync sync --src list --dest registry-storage images.txt OUT:`` when sync knows that
+  destination, else the library's copy engine over the image list
+  (``python -m bench.storage_bench fastsync-run``).
 * skopeo: ``skopeo sync --all --scoped --src yaml --dest dir`` (skopeo has no cache) followed by the
   conversion a user would write (``convert.py`` below, written out with the run: hardlink each
   blob into ``blobs/``, write ``_layers``, revision and tag links).
@@ -109,8 +110,8 @@ def scenarios() -> "dict[str, Scenario]":
     from .harness import Command, Measurement, Scenario, Trial, _base_env, fastsync, loop, skopeo
 
     def _fastsync_sync_knows_storage() -> bool:
-        proc = subprocess.run(fastsync("sync", "--help"), capture_output=True, text=True, env=_base_env())
-        return proc.returncode == 0 and "registry-storage" in proc.stdout
+        probe = "import fastsync.sync as s; raise SystemExit('registry-storage' not in s.DEST_KINDS)"
+        return subprocess.run([sys.executable, "-c", probe], capture_output=True, env=_base_env()).returncode == 0
 
     def check_tree(root: Path, images: list[dict]) -> None:
         """An unmodified docker-registry serves every image of the corpus from `root` with its digest."""
@@ -133,9 +134,11 @@ def scenarios() -> "dict[str, Scenario]":
 
         def _fastsync(self, t: Trial, out: Path) -> Command:
             if _fastsync_sync_knows_storage():
-                argv = fastsync("sync", "--src", "yaml", "--dest", "registry-storage", "--all",
-                                str(t.sync_yaml(self.wan)), str(out))
-                return Command(argv, "fastsync sync --src yaml --dest registry-storage --all sync.yaml OUT")
+                argv = fastsync("sync", "-q", "--src", "list", "--dest", "registry-storage", "--all",
+                                "--src-registry", t.src(self.wan), "--src-tls-verify=false",
+                                str(t.corpus_dir / "images.txt"), f"{out}:")
+                return Command(argv, "fastsync sync --src list --dest registry-storage --all --src-registry SRC "
+                                     "images.txt OUT: (cache: $XDG_CACHE_HOME/fastsync)")
             refs = [im["ref"] for im in t.corpus["images"]]
             argv = [sys.executable, "-m", "bench.storage_bench", "fastsync-run", t.src(self.wan), str(out), *refs]
             return Command(argv, "fastsync copy engine, all images concurrently, docker://SRC/REPO:TAG -> "

@@ -162,24 +162,13 @@ class StorageImageReference(ImageReference):
             return self.root
         return f"{self.root}:{self.name}" + (f"@{self.digest}" if self.digest else f":{self.tag}")
 
-    def with_image(self, name: str, tag: Optional[str] = None, digest: Optional[Digest] = None
-                   ) -> "StorageImageReference":
-        """The same tree (and pool), naming another image."""
-        ref = StorageImageReference(self.root, name, tag, digest)
-        ref.pool = self.pool
-        return ref
-
-    def with_pool(self, pool: Optional[str]) -> "StorageImageReference":
-        """This destination, linking blobs and manifests from the storage tree `pool` when it holds them."""
-        ref = StorageImageReference(self.root, self.name, self.tag, self.digest, pool)
-        return ref
-
     def _need_name(self, what: str) -> str:
         if not self.name:
             raise InvalidReference(f"{self}: name the image to {what} as {SPELLING}")
         return self.name
 
-    def _check_root_spelling(self) -> None:
+    def check_root_spelling(self) -> None:
+        """A one-line hint when ROOT was written as a path inside a storage root (ROOT/NAME:TAG)."""
         outer = enclosing_root(self.root)
         if outer and not self.layout.exists():
             raise InvalidReference(f"{self}: {self.root} is inside the storage root {outer}; ROOT is the directory "
@@ -187,7 +176,7 @@ class StorageImageReference(ImageReference):
 
     def resolve(self) -> Digest:
         """The manifest digest this reference names (the tag's current link, or the digest)."""
-        self._check_root_spelling()
+        self.check_root_spelling()
         name = self._need_name("read")
         if not self.layout.exists():
             raise NotFound(f"{self}: {self.root} is not a registry storage root (no {V2})")
@@ -208,7 +197,7 @@ class StorageImageReference(ImageReference):
     async def open_destination(self, session: "Session", opts: "TransportOptions") -> "StorageDestination":
         from .storage_dest import StorageDestination
 
-        self._check_root_spelling()
+        self.check_root_spelling()
         self._need_name("write")
         if os.path.exists(self.root) and not os.path.isdir(self.root):
             raise FastsyncError(f"{self}: {self.root} exists and is not a directory")

@@ -28,7 +28,7 @@ async def sync_source(session: Session, inp: SyncInput) -> list[SourceImage]:
     if not root:
         raise UsageError(f"invalid registry-storage source {inp.source!r}: expected ROOT[:NAME[:TAG|@DIGEST]]")
     probe = StorageImageReference(root)
-    probe._check_root_spelling()
+    probe.check_root_spelling()
     layout = probe.layout
     if not layout.exists():
         raise NotFound(f"{root} is not a registry storage root (no {V2})")

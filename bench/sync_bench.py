@@ -83,6 +83,9 @@ class SyncBig(Scenario):
         proc = subprocess.run(push, capture_output=True, env=harness.base_env())
         if proc.returncode:
             raise Skip(f"seeding the big image failed: {proc.stderr.decode(errors='replace')[-300:]}")
+        head = src.registry.request("HEAD", f"/v2/{info['repo']}/manifests/{info['tag']}",
+                                    headers={"Accept": info["media_type"]})
+        info = {**info, "digest": head.headers["Docker-Content-Digest"]}   # as skopeo pushed it
         t.state.update(src=src, dest=t.registry(wan=False), image=info)
 
     def command(self, t: Trial) -> Command:

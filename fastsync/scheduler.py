@@ -230,6 +230,7 @@ class Planner:
 
     async def plan(self, items: list[SyncItem]) -> list[PlannedImage]:
         sem = asyncio.Semaphore(self.options.images_at_once)
+        await self._clients(items)
 
         async def one(item: SyncItem) -> PlannedImage:
             async with sem:
@@ -241,32 +242,48 @@ class Planner:
                 return p
         return list(await asyncio.gather(*(one(i) for i in items)))
 
+    async def _clients(self, items: list[SyncItem]) -> None:
+        """Create every registry client (TLS contexts load CA files: slow) in threads, at once."""
+        wanted = {}
+        for item in items:
+            for ref, opts in ((item.source, item.src_opts), (item.destination, item.dst_opts)):
+                dref = ref.docker_reference
+                if ref.transport == "docker" and dref is not None:
+                    wanted[(dref.registry, opts)] = None
+        await asyncio.gather(*(asyncio.to_thread(self.session.registry, host, opts) for host, opts in wanted))
+
     async def _plan(self, p: PlannedImage) -> None:
-        item = p.item
-        src = await item.source.open_source(self.session, item.src_opts)
-        try:
-            raw, mt = await self._top(item, src)
-            p.manifests[None] = (raw, mt)
-            top = parse_manifest(raw, mt)
-            copy = self.options.copy
-            chosen: list[Manifest] = [top]
-            if top.is_index and copy.multi_arch == "system":
-                d = mf.choose_instance(top, copy.platform or mf.host_platform())
-                chosen = [await self._instance(src, d, p)]
-            elif top.is_index and copy.multi_arch == "all":
-                chosen = list(await asyncio.gather(*(self._instance(src, d, p) for d in top.manifests)))
-        finally:
-            await src.close()
-        seen: dict[Digest, Descriptor] = {}
-        for man in chosen:
-            for d in man.blobs():
-                seen.setdefault(d.digest, d)
-        p.blobs = tuple(seen.values())
+        item, copy = p.item, self.options.copy
         as_is = not (copy.format or copy.dest_compress or copy.dest_decompress or copy.dest_compress_format)
-        if as_is and copy.multi_arch != "index-only":
-            p.digest = top.digest if (top.is_index and copy.multi_arch == "all") else chosen[0].digest
-        if p.digest is not None and item.probe is not None:
-            p.up_to_date = await item.probe(self.session) == p.digest
+        # ask the destination while the source is read: both are a round trip or two away
+        probe = asyncio.ensure_future(item.probe(self.session)) \
+            if item.probe is not None and as_is and copy.multi_arch != "index-only" else None
+        try:
+            src = await item.source.open_source(self.session, item.src_opts)
+            try:
+                raw, mt = await self._top(item, src)
+                p.manifests[None] = (raw, mt)
+                top = parse_manifest(raw, mt)
+                chosen: list[Manifest] = [top]
+                if top.is_index and copy.multi_arch == "system":
+                    d = mf.choose_instance(top, copy.platform or mf.host_platform())
+                    chosen = [await self._instance(src, d, p)]
+                elif top.is_index and copy.multi_arch == "all":
+                    chosen = list(await asyncio.gather(*(self._instance(src, d, p) for d in top.manifests)))
+            finally:
+                await src.close()
+            seen: dict[Digest, Descriptor] = {}
+            for man in chosen:
+                for d in man.blobs():
+                    seen.setdefault(d.digest, d)
+            p.blobs = tuple(seen.values())
+            if probe is not None:
+                p.digest = top.digest if (top.is_index and copy.multi_arch == "all") else chosen[0].digest
+                p.up_to_date = await probe == p.digest
+        finally:
+            if probe is not None and not probe.done():
+                probe.cancel()
+                await asyncio.gather(probe, return_exceptions=True)
 
     async def _top(self, item: SyncItem, src: ImageSource) -> tuple[bytes, str]:
         """The source's top manifest; a registry tag whose HEAD matches the remembered digest is read

@@ -1,1 +1,7 @@
-"""Benchmarks (not timed tests): python -m bench.micro."""
+"""Benchmarks (not timed tests).
+
+python -m bench                  fastsync vs skopeo on a generated release-like corpus (markdown table)
+python -m bench --quick          the same at scale 0.1, one repetition (smoke check)
+python -m bench.corpus           generate (or find) the corpus only
+python -m bench.micro            native micro-benchmarks
+"""

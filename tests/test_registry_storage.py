@@ -233,3 +233,15 @@ def test_sync_installs_a_whole_tree_into_a_registry_and_mirrors_back_into_a_tree
     assert gc_dry_run(reg)[1:] == (0, 0)
     proc = fastsync("sync", "--src", "list", "--dest", "registry-storage", str(lst), str(out), env=env)
     assert_one_line_error(proc, "spelled ROOT: or ROOT:PREFIX", code=2)
+
+
+def test_images_named_by_digest_are_written_untagged_and_read_back(sample_dirs, sample_images, tmp_path):
+    image = sample_images["v2s2"]
+    root = tmp_path / "root"
+    ok(fastsync("copy", "-q", f"dir:{sample_dirs / 'v2s2'}", f"registry-storage:{root}:app@{image.digest}"))
+    assert not (root / V2 / "repositories/app/_manifests/tags").exists()
+    ok(fastsync("copy", "-q", f"registry-storage:{root}:app@{image.digest}", f"dir:{tmp_path / 'back'}"))
+    assert_dir_holds(tmp_path / "back", image)
+    other = sample_images["oci"].digest
+    proc = fastsync("copy", "-q", f"dir:{sample_dirs / 'v2s2'}", f"registry-storage:{root}:app@{other}")
+    assert_one_line_error(proc, "names digest", code=1)

@@ -53,9 +53,13 @@ def write_file(path: str, data: bytes) -> None:
 
 
 def write_link(layout: Layout, path: str, digest: Digest) -> None:
-    """Write a link file holding `digest` (skipped when it already does)."""
-    if layout.read_link(path) != digest:
-        write_file(path, str(digest).encode())
+    """Write a link file holding `digest` (skipped when it already does; a corrupt one is replaced)."""
+    try:
+        if layout.read_link(path) == digest:
+            return
+    except FastsyncError:
+        pass
+    write_file(path, str(digest).encode())
 
 
 def _syncfs() -> Optional[Callable[[int], int]]:
@@ -85,7 +89,10 @@ def flush_tree(root: str) -> None:
 
 def current_digest(layout: Layout, name: str, tag: str) -> Optional[Digest]:
     """The digest tag `name:tag` points at, when the tree holds that manifest (else None)."""
-    digest = layout.read_link(layout.tag_current(name, tag))
+    try:
+        digest = layout.read_link(layout.tag_current(name, tag))
+    except FastsyncError:       # a corrupt tag link: not up to date (the copy rewrites it)
+        return None
     if digest and layout.linked(layout.revision_link(name, digest), digest) \
             and os.path.isfile(layout.blob_data(digest)):
         return digest
@@ -167,7 +174,7 @@ class StorageDestination(ImageDestination):
             self.top = man.digest
 
     async def _in_thread(self, fn) -> None:  # noqa: ANN001
-        """Directory creation and fsync are slow; keep them off the event loop (images run concurrently)."""
+        """Directory creation and file writes are slow; keep them off the event loop (images run concurrently)."""
         await asyncio.get_running_loop().run_in_executor(None, fn)
 
     async def commit(self) -> None:
@@ -178,6 +185,7 @@ class StorageDestination(ImageDestination):
             if ref.digest != self.top:
                 raise Unsupported(f"destination {ref} names digest {ref.digest}, but the manifest written is "
                                   f"{self.top}")
+            await self._in_thread(lambda: flush_tree(lay.root))
             return
         assert ref.tag
         top, tag = self.top, ref.tag

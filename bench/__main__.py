@@ -24,7 +24,7 @@ from . import harness
 from .harness import TOOLS, Bench, Outcome, run_all, sigterm_as_interrupt
 
 DEFAULT_SCALE = 1.0
-DEFAULT_REPS = 3
+DEFAULT_REPS = 5
 OUT = Path(__file__).resolve().parent / "out"
 
 
@@ -127,6 +127,7 @@ def main() -> int:
 
     OUT.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now().astimezone()
+    load0 = os.getloadavg()[0]   # other work on the machine skews the figures: say so
     t0 = time.perf_counter()
     bw = args.bandwidth_mbps * 1e6 if args.bandwidth_mbps else None
     with sigterm_as_interrupt():
@@ -143,12 +144,14 @@ def main() -> int:
     m = machine()
     fs_version = _out(harness.fastsync("--version"))
     sk_version = _out(["skopeo", "--version"])
+    load1 = os.getloadavg()[0]
     commit = _out(["git", "-C", str(OUT.parent.parent), "describe", "--always", "--dirty"])
     wan = f"WAN = each registry behind a proxy adding {args.delay_ms:g} ms one-way"
     wan += f", {args.bandwidth_mbps:g} MB/s cap" if args.bandwidth_mbps else " (no bandwidth cap)"
     header = (f"**{m['cores']} cores, {m['cpu']}, {m['memory_gib']} GiB, {m['os']}** — {started:%Y-%m-%d}, "
               f"scale {scale:g}{' (--quick)' if args.quick else ''}, {reps} repetition{'s' * (reps != 1)} "
-              f"(median{', min–max' if reps > 2 else ''}), {wan}; {fs_version}, {sk_version}, commit {commit}")
+              f"(median{', min–max' if reps > 2 else ''}), {wan}; {fs_version}, {sk_version}, commit {commit}; "
+              f"load average {load0:.1f} at start, {load1:.1f} at end")
     lines, rows = table(outcomes)
     notes = [f"Corpus: {sc_mod.corpus_summary(corpus)}.",
              "ratio > 1: fastsync faster / smaller. Commands that ran:"]
@@ -160,7 +163,7 @@ def main() -> int:
     if failures:
         notes.append("Failures (logs in bench/out/logs/): " + "; ".join(failures))
     print(header + "\n\n" + "\n".join(lines) + "\n\n" + "\n".join(f"{x}  " for x in notes))
-    results = {"date": started.isoformat(), "machine": m, "scale": scale, "repetitions": reps,
+    results = {"date": started.isoformat(), "machine": m, "load_average": [load0, load1], "scale": scale, "repetitions": reps,
                "delay_ms": args.delay_ms, "bandwidth_mbps": args.bandwidth_mbps, "baseline": args.baseline,
                "fastsync": fs_version, "skopeo": sk_version, "commit": commit, "duration_s": round(took, 1),
                "corpus": {k: v for k, v in corpus.items() if k != "images"} | {"images": len(corpus["images"])},

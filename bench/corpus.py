@@ -2,10 +2,10 @@
 
     python -m bench.corpus [--scale 1.0] [--out bench/out]     # prints the corpus directory
 
-33 images (35 manifests): a ~90 MB "debian-like" base shared by 14 images, a small
+31 images (33 manifests, all OCI): a ~90 MB "debian-like" base shared by 15 images, a small
 "alpine-like" base (amd64 + arm64), a "distroless" static/base pair, language-runtime layers
-shared by several apps, app layers of 0.5-12 MB, the 32-byte empty gzip layer old
-builders emit, a multi-arch OCI index, an image with 40 small layers and a "model
+shared by several apps, app layers of 0.5-12 MB, two tags of one app differing in the top
+layer, the 32-byte empty gzip layer old builders emit (3 images), a multi-arch OCI index, an image with 40 small layers and a "model
 server" with one layer of several hundred MB. Sizes are uncompressed at ``scale`` 1.0 and
 multiplied by ``scale`` (16 KiB minimum per layer).
 

@@ -98,7 +98,6 @@ class _FreshSync(Scenario):
 class FreshLoopback(_FreshSync):
     name = "fresh-loopback"
     title = "fresh sync registry→registry, loopback"
-    quick = False
 
 
 @register
@@ -155,7 +154,6 @@ class DirCold(_DirSync):
 class DirWarm(_DirSync):
     name = "dir-warm"
     title = "sync to dir:, warm cache, new dir, WAN"
-    quick = False
 
     def prepare(self, t: Trial) -> None:
         cache = t.persistent(self.cache_key)

@@ -25,14 +25,19 @@ points into the trial directory unless the scenario changes it), the source regi
 (``t.src(wan)`` -> "127.0.0.1:PORT", direct or through the WAN proxy), fresh destination
 registries (``t.registry(wan)`` -> ``Endpoint``, removed when the trial ends), the corpus
 (``t.corpus`` dict, ``t.corpus_dir``), ``t.sync_yaml(wan)`` (the skopeo YAML pointing at the
-source), ``t.persistent(key)`` (a directory kept across repetitions of the same scenario and
-tool, e.g. a warm cache) and ``t.state`` (a dict for prepare -> command -> check).
+source), ``t.persistent(key)`` (a directory of this tool kept for the whole run and shared by
+every scenario asking for the same key, e.g. the warm cache dir-cold leaves for dir-warm),
+``t.no_delay()`` (a block in which every proxy forwards at loopback speed, for untimed
+set-up through the same addresses as the timed run), ``t.run(cmd)`` (an untimed command)
+and ``t.state`` (a dict for prepare -> command -> check).
 ``fastsync(...)``/``skopeo(...)`` build argv lists; ``loop(t, argvs, label)`` turns a list of
 commands into one timed shell script. A ``Command`` carries the argv and the exact label shown
 under the table. Raise ``Skip("why")`` from prepare/command when a tool cannot run a scenario.
 
-Measurement: each command runs in its own session; ``os.wait4`` gives wall time, user/sys CPU
-and peak RSS (the largest single process among the command and all its descendants). Tools
+Measurement: each command runs in its own session under GNU ``/usr/bin/time`` (Debian package
+``time``), which gives user/sys CPU and peak RSS (the largest single process among the command
+and all its descendants); wall time is the harness's clock. Failed or unverified runs are
+reported as failed, never as a number. Tools
 alternate A/B per repetition; the table shows medians and skopeo-median / fastsync-median.
 Registries, proxies and child processes are cleaned up on errors, Ctrl-C and SIGTERM.
 """

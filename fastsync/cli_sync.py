@@ -122,7 +122,7 @@ def register(main: click.Group) -> None:
         if destination and dest_registry and destination != dest_registry:
             raise UsageError("give DESTINATION or --dest-registry, not both")
         destination = destination or dest_registry
-        if not destination:
+        if not destination and src_kind != "image-syncer":    # its rules may name every destination
             raise UsageError("missing DESTINATION (or --dest-registry)")
         if retry_times < 0:
             raise UsageError("--retry-times must not be negative")
@@ -140,7 +140,7 @@ def register(main: click.Group) -> None:
         sink, display = _display(quiet)
         started = time.time()
         with display:
-            result = sync_images(source, destination, src_kind, dest_kind, options, src_opts, dst_opts, scoped,
+            result = sync_images(source, destination or "", src_kind, dest_kind, options, src_opts, dst_opts, scoped,
                                  append_suffix, src_registry, auth_file, gopts, store, sink)
         if report:
             from .render import write_report

@@ -11,6 +11,7 @@ Kinds:
   blob-done      a blob finished (size = bytes moved; reused = already there/mounted/linked)
   bytes          size bytes of a blob went through
   retry          a retryable failure; message says what and when the next attempt starts
+  warning        something was skipped (e.g. a repository whose tags could not be listed, --keep-going)
 """
 from __future__ import annotations
 

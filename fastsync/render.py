@@ -58,6 +58,8 @@ class SyncPrinter:
                 self._line(f"Would sync {src} to {dst}")
                 return
             self._line(f"Progress: {self.tally.images_done}/{self.tally.images_total} sync {src} to {dst} {state}")
+        elif ev.kind == "warning":
+            self._line(f"Warning: {ev.message}")
         elif ev.kind == "retry" and self.verbose:
             self._line(f"Retrying {ev.message}")
 
@@ -72,14 +74,13 @@ class RichProgress:
 
     def __init__(self, out: TextIO) -> None:
         from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                   TransferSpeedColumn)
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.console = Console(file=out)
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                 TransferSpeedColumn(), TimeRemainingColumn(), console=self.console,
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[amount]}"),
+                                 TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=self.console,
                                  transient=False, refresh_per_second=8)
-        self.bytes_task = self.progress.add_task("bytes ", total=None)
+        self.bytes_task = self.progress.add_task("bytes ", total=None, amount="", rate="")
         self.tally = Tally()
         self._images_task: Optional[int] = None
 
@@ -88,27 +89,44 @@ class RichProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.update(self.bytes_task, total=max(self.tally.bytes_moved, 1), completed=self.tally.bytes_moved)
+        self._bytes(total=max(self.tally.bytes_moved, 1))
         self.progress.stop()
+
+    def _bytes(self, **kw: Any) -> None:
+        t = self.tally
+        self.progress.update(self.bytes_task, completed=t.bytes_moved, amount=f"{_human(t.bytes_moved)}"
+                             + (f"/{_human(t.bytes_planned)}" if t.bytes_planned else ""),
+                             rate=f"{_human(t.rate)}/s", **kw)
 
     def __call__(self, ev: Event) -> None:
         self.tally(ev)
         if ev.kind == "plan-done":
-            self._images_task = self.progress.add_task("images", total=ev.size)
+            self._images_task = self.progress.add_task("images", total=ev.size, amount=f"0/{ev.size}", rate="")
             if ev.total:
-                self.progress.update(self.bytes_task, total=ev.total)
-            self.console.print(f"Planned {ev.message}")
+                self._bytes(total=ev.total)
+            self.console.print(f"Planned {ev.message}", highlight=False)
         elif ev.kind == "bytes":
-            self.progress.update(self.bytes_task, advance=ev.size)
+            self._bytes()
         elif ev.kind in ("image-done", "image-skipped", "image-failed"):
             if self._images_task is not None:
-                self.progress.update(self._images_task, completed=self.tally.images_done)
+                self.progress.update(self._images_task, completed=self.tally.images_done,
+                                     amount=f"{self.tally.images_done}/{self.tally.images_total}")
             if ev.kind == "image-failed":
                 src, _ = _names(ev.image)
                 self.console.print(f"[red]failed[/red] {src}: {ev.message}", markup=True, highlight=False)
+        elif ev.kind == "warning":
+            self.console.print(f"[yellow]warning[/yellow] {ev.message}", markup=True, highlight=False)
         elif ev.kind == "image-planned":
             src, dst = _names(ev.image)
             self.console.print(f"Would sync {src} to {dst}", highlight=False)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
 
 
 def report(result: "SyncResult", started: float, dry_run: bool = False) -> dict[str, Any]:

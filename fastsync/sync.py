@@ -24,7 +24,7 @@ from typing import Any, Awaitable, Callable, Optional, Protocol
 from .errors import FastsyncError, InvalidReference, UsageError
 from .model import Digest
 from .options import CopyOptions, GlobalOptions, TransportOptions
-from .progress import EventSink
+from .progress import Event, EventSink, emitter
 from .reference import DockerReference, parse_docker_reference
 from .scheduler import Probe, SyncItem, SyncOptions, SyncResult
 from .session import Session
@@ -293,6 +293,8 @@ def sync_images(source: str, destination: str, src_kind: str = "docker", dest_ki
 
     async def go(session: Session) -> SyncResult:
         items = await resolve(session, src_kind, dest_kind, inp)
+        for w in inp.warnings:
+            emitter(on_event)(Event("warning", message=w))
         return await run_sync(session, items, opts, on_event)
 
     if store is not None:

@@ -263,3 +263,42 @@ def test_bad_input_is_one_line(args: list[str], fragment: str, tmp_path: Path) -
             for a in args]
     fragment = str(tmp_path / "bad.list") if fragment == "LIST" else fragment
     assert_one_line_error(sync(*args, cache=tmp_path / "cache"), fragment)
+
+
+def test_unlistable_repository_is_a_warning_with_keep_going(src: Registry, fresh_registry: Registry,
+                                                            tmp_path: Path) -> None:
+    (tmp_path / "s.yml").write_text(f"{src.host}:\n  tls-verify: false\n  images:\n    apps/nope: []\n"
+                                    f"    apps/web: [edge]\n")
+    base = ["--src", "yaml", "--dest", "docker", "--dest-tls-verify=false", str(tmp_path / "s.yml"),
+            f"{fresh_registry.host}/w"]
+    proc = ok(sync("--keep-going", *base, cache=tmp_path / "cache"))
+    assert "Warning: skipping " + f"{src.host}/apps/nope" in proc.stderr.decode()
+    assert fresh_registry.request("GET", "/v2/w/web/tags/list").json()["tags"] == ["edge"]
+    assert_one_line_error(sync(*base, cache=tmp_path / "cache"), "apps/nope", code=1)
+
+
+def test_progress_bars_on_a_terminal(src: Registry, fresh_registry: Registry, tmp_path: Path) -> None:
+    import pty
+    import sys
+
+    from helpers import ROOT
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "fastsync", "sync", "--cache", str(tmp_path / "c"), "--src",
+                             "docker", "--dest", "docker", "--src-tls-verify=false", "--dest-tls-verify=false",
+                             f"{src.host}/apps/api", f"{fresh_registry.host}/t"], cwd=ROOT, stderr=slave,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "120", "TERM": "xterm"})
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(60) == 0
+    screen = b"".join(chunks).decode(errors="replace")
+    assert "Planned 2 images" in screen and "images" in screen and "bytes" in screen
+    assert "Progress:" not in screen          # bars, not the plain lines

@@ -14,7 +14,7 @@ import pytest
 from fastsync.engine import retry_delay
 from fastsync.errors import NetworkError, RegistryError
 from fastsync.fetch import parse_retry_after
-from fastsync.options import TransportOptions
+from fastsync.options import CopyOptions, TransportOptions
 from fastsync.scheduler import HostLimit, SyncItem, SyncOptions, overloaded, run_sync
 from fastsync.session import Session
 from fastsync.testing import images
@@ -124,3 +124,24 @@ def test_ctrl_c_stops_cleanly(seeded_registry: Registry, tmp_path: Path) -> None
     leftovers = [p for p in (tmp_path / "out").rglob("*")] if (tmp_path / "out").exists() else []
     assert not any(".tmp-" in p.name for p in leftovers), leftovers
     assert not os.path.exists(tmp_path / "c" / "tmp") or os.listdir(tmp_path / "c" / "tmp") == []
+
+
+@pytest.mark.parametrize("side", ["blob-get", "upload"])
+def test_429_is_retried_after_the_servers_retry_after(side: str, seeded_registry: Registry,
+                                                      fresh_registry: Registry) -> None:
+    """A 429 on a blob download (source) or on starting an upload (destination) is retried for
+    that blob alone, no sooner than the Retry-After the registry asked for."""
+    target = seeded_registry if side == "blob-get" else fresh_registry
+    with TamperProxy(target.url) as proxy:
+        proxy.throttle(side, 1, "2")
+        src, dst = (proxy.host, fresh_registry.host) if side == "blob-get" else (seeded_registry.host, proxy.host)
+        results = _copy(src, dst, [("samples/v2s2", "latest")], copy=CopyOptions(retry_times=3))
+        seen = list(proxy.requests)
+    assert [r.error for r in results] == [""]
+    refused = [r for r in seen if r.status == 429]
+    assert len(refused) == 1
+    # the same request again (for uploads: the last POST, as other blobs' uploads go on meanwhile)
+    again = [r for r in seen if (r.method, r.path) == (refused[0].method, refused[0].path) and r.status != 429
+             and r.at > refused[0].at]
+    retried = again[0] if side == "blob-get" else again[-1]
+    assert retried.at - refused[0].at >= 2.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 from urllib.parse import urlsplit
@@ -28,6 +29,7 @@ class ProxiedRequest:
     path: str
     headers: CIMultiDict
     status: int
+    at: float = 0.0      # time.monotonic() when the answer was decided
 
 
 class _HTTPServer:
@@ -161,6 +163,14 @@ class TamperProxy(_HTTPServer):
         self._blob_truncate: Optional[int] = None
         self._manifest_mode: Optional[str] = None
         self._redirect: Optional[RedirectCapture] = None
+        self._throttle: Optional[list] = None
+
+    def throttle(self, what: str, count: int, retry_after: str) -> None:
+        """Answer the next `count` requests of a kind ("blob-get": GET of a blob, "upload": POST
+        starting a blob upload) with 429 Too Many Requests and this Retry-After header."""
+        if what not in ("blob-get", "upload"):
+            raise ValueError("what must be 'blob-get' or 'upload'")
+        self._throttle = [what, count, retry_after]
 
     def corrupt_blobs(self, digest: Optional[str] = None, offset: int = 0) -> None:
         self._blob_corrupt = (digest, offset)
@@ -200,12 +210,29 @@ class TamperProxy(_HTTPServer):
 
     def _record(self, request: web.Request, status: int) -> None:
         with self._lock:
-            self.requests.append(ProxiedRequest(request.method, request.path_qs, CIMultiDict(request.headers), status))
+            self.requests.append(ProxiedRequest(request.method, request.path_qs, CIMultiDict(request.headers),
+                                                status, time.monotonic()))
+
+    def _throttled(self, request: web.Request) -> Optional[web.Response]:
+        t = self._throttle
+        if t is None or t[1] <= 0:
+            return None
+        kind = "blob-get" if _is_blob_get(request.method, request.path) else \
+            "upload" if request.method == "POST" and request.path.endswith("/blobs/uploads/") else None
+        if kind != t[0]:
+            return None
+        t[1] -= 1
+        self._record(request, 429)
+        return web.Response(status=429, headers={"Retry-After": t[2], "Content-Type": "application/json"},
+                            body=b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}')
 
     def _handler(self) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
             assert self._session is not None
             body = await request.read()
+            throttled = self._throttled(request)
+            if throttled is not None:
+                return throttled
             # a CIMultiDict keeps repeated headers (skopeo sends one Accept line per type)
             headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in _HOP)
             async with self._session.request(request.method, URL(self.target_url + request.raw_path, encoded=True),

@@ -12,6 +12,7 @@ import orjson
 from .. import model as m
 from ..auth import Authenticator, Challenge, credentials_for, parse_challenge
 from ..errors import FastsyncError, NetworkError, NotFound, RegistryError, Unauthorized
+from ..fetch import parse_retry_after
 from ..model import Descriptor, Digest
 from ..tls import ssl_context
 
@@ -135,6 +136,9 @@ class RegistryClient:
                                                        ssl=self.ssl if url.startswith("https:") else None,
                                                        allow_redirects=allow_redirects)
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                inner = _body_error(exc)
+                if inner is not None:      # the streamed body (a source blob) failed, not this request
+                    raise inner from None
                 raise NetworkError(f"{what or method + ' ' + _loggable(url)}: {_describe(exc)}") from None
             log.debug("%s %s -> %d", method, _loggable(str(resp.url)), resp.status)
             try:
@@ -144,13 +148,17 @@ class RegistryClient:
                     continue
                 if resp.status not in ok:
                     body = await resp.read() if method != "HEAD" else b""
-                    raise self._error(resp.status, body, what or f"{method} {urlsplit(url).path}", authn.creds)
+                    raise self._error(resp.status, body, what or f"{method} {urlsplit(url).path}", authn.creds,
+                                      resp.headers.get("Retry-After"))
                 yield resp
                 return
             finally:
                 resp.release()
 
-    def _error(self, status: int, body: bytes, what: str, creds: Optional["Credentials"] = None) -> FastsyncError:
+    def _error(self, status: int, body: bytes, what: str, creds: Optional["Credentials"] = None,
+               retry_after: Optional[str] = None) -> FastsyncError:
+        """The error for a failed response; 429/503 carry the server's Retry-After (seconds) for the
+        per-blob retry loop."""
         code, msg = _error_text(status, body)
         if status == 401:
             if not creds:
@@ -160,7 +168,9 @@ class RegistryClient:
             return Unauthorized(f"{what}: denied: {msg}", status, code)
         if status == 404:
             return NotFound(f"{what}: {msg}")
-        return RegistryError(f"{what}: {msg} (HTTP {status})", status, code)
+        exc = RegistryError(f"{what}: {msg} (HTTP {status})", status, code)
+        exc.retry_after = parse_retry_after(retry_after)  # type: ignore[attr-defined]
+        return exc
 
     # ---- manifests ----------------------------------------------------------------------------
 
@@ -236,7 +246,7 @@ class RegistryClient:
                         location = urljoin(location, r.headers.get("Location", ""))
                         continue
                     if r.status != 200:
-                        raise self._error(r.status, await r.read(), what)
+                        raise self._error(r.status, await r.read(), what, None, r.headers.get("Retry-After"))
                     async for chunk in _iter(r, what):
                         yield chunk
                     return
@@ -330,6 +340,19 @@ async def _iter(resp: "aiohttp.ClientResponse", what: str) -> AsyncIterator[byte
             yield chunk
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         raise NetworkError(f"{what}: {_describe(exc)}") from None
+
+
+def _body_error(exc: BaseException) -> Optional[FastsyncError]:
+    """The FastsyncError raised by a request's streamed body, which aiohttp wraps in a send
+    failure: the source's own error (a 429 with its Retry-After, a digest mismatch) is what counts."""
+    seen = 0
+    e: Optional[BaseException] = exc
+    while e is not None and seen < 8:
+        if isinstance(e, FastsyncError):
+            return e
+        e = e.__cause__ or e.__context__
+        seen += 1
+    return None
 
 
 def _describe(exc: Optional[BaseException]) -> str:

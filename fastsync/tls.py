@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+import threading
 from typing import Optional
 
 from .errors import FastsyncError
@@ -70,14 +71,43 @@ def _load_dir(ctx: ssl.SSLContext, d: str, verify: bool) -> None:
             raise CertificateError(f"loading {path}: {exc.strerror or exc}") from None
 
 
+_CONTEXTS: dict[tuple, ssl.SSLContext] = {}
+_CONTEXTS_LOCK = threading.Lock()
+
+
+def _dir_state(d: Optional[str]) -> tuple:
+    """What a certificate directory holds (names, sizes, mtimes): a changed file makes a new context."""
+    if not d:
+        return ()
+    try:
+        return tuple((e.name, st.st_size, st.st_mtime_ns) for e in sorted(os.scandir(d), key=lambda e: e.name)
+                     for st in (e.stat(),))
+    except OSError:
+        return ("?",)
+
+
 def ssl_context(host: str, opts: TransportOptions) -> "ssl.SSLContext":
-    """TLS settings for `host`: system CAs plus the cert dir's; --tls-verify=false disables checks."""
+    """TLS settings for `host`: system CAs plus the cert dir's; --tls-verify=false disables checks.
+
+    Contexts are shared by every registry using the same settings and directory contents (loading
+    the system CAs costs ~20 ms a context, which adds up over hundreds of registry clients)."""
     verify = opts.tls_verify is not False
+    d = cert_dir_for(host, opts)
+    key = (verify, d, _dir_state(d))
+    with _CONTEXTS_LOCK:
+        ctx = _CONTEXTS.get(key)
+    if ctx is None:
+        ctx = _new_context(verify, d)
+        with _CONTEXTS_LOCK:
+            ctx = _CONTEXTS.setdefault(key, ctx)
+    return ctx
+
+
+def _new_context(verify: bool, d: Optional[str]) -> "ssl.SSLContext":
     ctx = ssl.create_default_context()
     if not verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-    d = cert_dir_for(host, opts)
     if d:
         _load_dir(ctx, d, verify)
     return ctx

@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "copy_image": "api", "delete_image": "api", "inspect_image": "api", "list_tags": "api",
     "manifest_digest": "api", "FastsyncError": "errors", "BACKEND": "native",
+    "sync_images": "sync",
 }
 
 

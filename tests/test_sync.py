@@ -302,3 +302,14 @@ def test_progress_bars_on_a_terminal(src: Registry, fresh_registry: Registry, tm
     screen = b"".join(chunks).decode(errors="replace")
     assert "Planned 2 images" in screen and "images" in screen and "bytes" in screen
     assert "Progress:" not in screen          # bars, not the plain lines
+
+
+def test_help_names_every_source_and_destination_kind() -> None:
+    from fastsync.sync import DEST_KINDS, SOURCE_KINDS
+    text = " ".join(ok(fastsync("sync", "--help")).stdout.decode().split()).replace("- ", "-")  # unwrapped
+    src_help = text.split("SOURCE kind:")[1].split("-d, --dest")[0]
+    dest_help = text.split("DESTINATION kind:")[1].split("--scoped")[0]
+    assert {k.strip() for k in src_help.replace("[required]", "").split(",")} == set(SOURCE_KINDS)
+    assert {k.strip() for k in dest_help.replace("[required]", "").split(",")} == set(DEST_KINDS)
+    bad = fastsync("sync", "--src", "tarball", "--dest", "dir", "x", "y")
+    assert_one_line_error(bad, "'tarball' is not a valid source transport", "registry-storage", code=2)

@@ -45,7 +45,7 @@ def select_cmd(ctx: click.Context, pool: str, out: str, images: tuple[str, ...],
     if not names:
         raise UsageError("name the images to select (IMAGE arguments or --list FILE)")
     results = select_images(pool, out, names, global_options=ctx.obj["global"])
-    _say(quiet, f"Selected {len(results)} images into {out} "
+    _say(quiet, f"Selected {len(results)} image{'s' if len(results) != 1 else ''} into {out} "
                 f"({sum(r.blobs_copied + r.blobs_reused for r in results)} blobs linked from {pool})")
 
 

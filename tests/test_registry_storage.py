@@ -245,3 +245,34 @@ def test_images_named_by_digest_are_written_untagged_and_read_back(sample_dirs, 
     other = sample_images["oci"].digest
     proc = fastsync("copy", "-q", f"dir:{sample_dirs / 'v2s2'}", f"registry-storage:{root}:app@{other}")
     assert_one_line_error(proc, "names digest", code=1)
+
+
+def test_concurrent_tag_commits_share_syncfs_calls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Group commit: 40 images committing at once cost a few syncfs calls, and every caller returns
+    only after a syncfs that started after it asked."""
+    import threading
+    import time as _time
+
+    from fastsync.transports import storage_dest
+
+    starts: list[float] = []
+
+    def slow_syncfs(root: str) -> None:
+        starts.append(_time.monotonic())
+        _time.sleep(0.05)
+    monkeypatch.setattr(storage_dest, "_syncfs_now", slow_syncfs)
+    monkeypatch.setattr(storage_dest, "_GROUPS", {})
+    asked: list[tuple[float, float]] = []
+
+    def commit() -> None:
+        t0 = _time.monotonic()
+        storage_dest.flush_tree(str(tmp_path))
+        asked.append((t0, _time.monotonic()))
+    threads = [threading.Thread(target=commit) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(asked) == 40 and 1 <= len(starts) <= 4
+    for t0, t1 in asked:
+        assert any(t0 <= s and s + 0.05 <= t1 for s in starts)

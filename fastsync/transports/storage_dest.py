@@ -72,9 +72,7 @@ def _syncfs() -> Optional[Callable[[int], int]]:
 _SYNCFS = _syncfs()
 
 
-def flush_tree(root: str) -> None:
-    """Make everything written under `root` durable before a tag points at it: one syncfs(2) of the
-    tree's filesystem instead of an fsync per small link file (os.sync where syncfs is missing)."""
+def _syncfs_now(root: str) -> None:
     if _SYNCFS is None:
         os.sync()
         return
@@ -85,6 +83,60 @@ def flush_tree(root: str) -> None:
             raise OSError(err, os.strerror(err), root)
     finally:
         os.close(fd)
+
+
+class _GroupSync:
+    """Group commit: a caller waits for one syncfs that *starts* after its call, and callers that
+    arrive while one runs share the next. Many images committing at once cost two or three syncfs
+    calls, not one each (each may wait for other processes' writeback of the same filesystem)."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.started = 0      # generations of syncfs begun
+        self.done = 0         # the newest generation finished
+        self.running = False
+        self.error: dict[int, OSError] = {}
+
+    def flush(self, root: str) -> None:
+        with self.cond:
+            target = self.started + 1
+            while self.done < target:
+                if self.running:
+                    self.cond.wait()
+                    continue
+                self.running = True
+                self.started += 1
+                gen = self.started
+                self.cond.release()
+                err: Optional[OSError] = None
+                try:
+                    _syncfs_now(root)
+                except OSError as exc:
+                    err = exc
+                finally:
+                    self.cond.acquire()
+                    self.running = False
+                    self.done = gen
+                    if err is not None:
+                        self.error[gen] = err
+                    self.cond.notify_all()
+            err = self.error.get(self.done) if self.done == target else None
+        if err is not None:
+            raise err
+
+
+_GROUPS: dict[int, _GroupSync] = {}
+_GROUPS_LOCK = threading.Lock()
+
+
+def flush_tree(root: str) -> None:
+    """Make everything written under `root` durable before a tag points at it: one syncfs(2) of the
+    tree's filesystem instead of an fsync per small link file (os.sync where syncfs is missing),
+    shared by concurrent callers on the same filesystem."""
+    dev = os.stat(root).st_dev
+    with _GROUPS_LOCK:
+        group = _GROUPS.setdefault(dev, _GroupSync())
+    group.flush(root)
 
 
 def current_digest(layout: Layout, name: str, tag: str) -> Optional[Digest]:

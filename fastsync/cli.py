@@ -18,8 +18,50 @@ from .options import Credentials, CopyOptions, GlobalOptions, TransportOptions
 OPT_BOOL = dict(type=click.BOOL, is_flag=False, flag_value="true", default=None)
 
 
+class GoBoolOption(click.Option):
+    """A boolean flag as Go's flag package (and so skopeo) reads it: `--flag` alone is true and
+    `--flag=false` sets a value, but `--flag false` is the flag followed by an argument. FastsyncGroup
+    rewrites a bare `--flag` to `--flag=true` before click parses, so it never swallows the image
+    name that follows."""
+
+
 def _bool(name: str, help: str) -> Callable:
-    return click.option(name, **OPT_BOOL, help=help + " (--flag or --flag=false)")
+    return click.option(name, cls=GoBoolOption, **OPT_BOOL, help=help + " (--flag or --flag=false)")
+
+
+def _go_bool_names(cmd: click.Command, names: set[str]) -> set[str]:
+    for param in cmd.params:
+        if isinstance(param, GoBoolOption):
+            names.update(o for o in param.opts if o.startswith("--"))
+    for sub in getattr(cmd, "commands", {}).values():
+        _go_bool_names(sub, names)
+    return names
+
+
+class FastsyncGroup(click.Group):
+    """The top-level group: Go-style boolean flags, and click's own usage errors (missing argument,
+    unknown option or command, bad value) as one `Error:` line with exit code 2, like the rest."""
+
+    def main(self, args: Optional[list[str]] = None, prog_name: Optional[str] = None, **extra: Any) -> Any:
+        args = list(sys.argv[1:] if args is None else args)
+        bools = _go_bool_names(self, set())
+        end = args.index("--") if "--" in args else len(args)
+        args = [a + "=true" if i < end and a in bools else a for i, a in enumerate(args)]
+        try:
+            rv = super().main(args, prog_name or "fastsync", standalone_mode=False, **extra)
+        except click.exceptions.Abort:
+            click.echo("Error: interrupted", err=True)
+            sys.exit(130)
+        except click.exceptions.NoArgsIsHelpError as exc:   # `fastsync` alone: the help, as skopeo
+            click.echo(exc.format_message(), err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            where = f" (see '{exc.ctx.command_path} --help')" \
+                if isinstance(exc, click.UsageError) and exc.ctx is not None else ""
+            message = " ".join(exc.format_message().split())
+            click.echo(f"Error: {message}{where}", err=True)
+            sys.exit(exc.exit_code)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 def transport_flags(prefix: str) -> Callable:
@@ -27,6 +69,8 @@ def transport_flags(prefix: str) -> Callable:
     def deco(f: Callable) -> Callable:
         for opt in reversed([
             click.option(f"--{prefix}creds", metavar="USER[:PASS]", help="credentials for the registry"),
+            click.option(f"--{prefix}username", metavar="USER", help="username for the registry"),
+            click.option(f"--{prefix}password", metavar="PASS", help="password for the registry"),
             click.option(f"--{prefix}no-creds", is_flag=True, help="access the registry anonymously"),
             click.option(f"--{prefix}cert-dir", metavar="DIR", help="CA certs (*.crt) and client.cert/.key"),
             _bool(f"--{prefix}tls-verify", "require HTTPS and verify certificates"),
@@ -38,11 +82,31 @@ def transport_flags(prefix: str) -> Callable:
     return deco
 
 
+def _credentials(creds: Optional[str], user: Optional[str], password: Optional[str],
+                 prefix: str) -> Optional[Credentials]:
+    """--creds USER[:PASS] or --username/--password, checked as skopeo checks them."""
+    if creds is not None:
+        if user is not None or password is not None:
+            raise UsageError(f"--{prefix}creds and --{prefix}username/--{prefix}password are mutually exclusive")
+        if creds == "":
+            raise UsageError(f"--{prefix}creds: credentials can't be empty")
+        parsed = Credentials.parse(creds)
+        if not parsed.username:
+            raise UsageError(f"--{prefix}creds: username can't be empty")
+        return parsed
+    if user is not None or password is not None:
+        if not user:
+            raise UsageError(f"--{prefix}password needs --{prefix}username")
+        return Credentials(user, password or "")
+    return None
+
+
 def topts(kw: dict[str, Any], prefix: str, shared_authfile: Optional[str] = None) -> TransportOptions:
     p = prefix.replace("-", "_")
-    creds = kw.pop(f"{p}creds", None)
+    creds = _credentials(kw.pop(f"{p}creds", None), kw.pop(f"{p}username", None), kw.pop(f"{p}password", None),
+                         prefix)
     return TransportOptions(tls_verify=kw.pop(f"{p}tls_verify", None), cert_dir=kw.pop(f"{p}cert_dir", None),
-                            creds=Credentials.parse(creds) if creds else None,
+                            creds=creds,
                             no_creds=kw.pop(f"{p}no_creds", False),
                             registry_token=kw.pop(f"{p}registry_token", None),
                             authfile=kw.pop(f"{p}authfile", None) or shared_authfile)
@@ -77,7 +141,39 @@ def handle_errors(f: Callable) -> Callable:
         except OSError as exc:
             click.echo(f"Error: {exc.strerror or exc}{': ' + exc.filename if exc.filename else ''}", err=True)
             sys.exit(1)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except Exception as exc:   # a bug or an input nobody foresaw: still one line (--debug: the traceback)
+            logging.getLogger("fastsync").debug("internal error", exc_info=True)
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            click.echo(f"Error: internal error ({type(exc).__name__}): {text}", err=True)
+            sys.exit(1)
     return wrapper
+
+
+def with_retries(fn: Callable[[], Any], retry_times: int) -> Any:
+    """Run a whole registry operation (inspect, list-tags, delete), again after a retryable failure
+    (connection errors, 408/429/5xx) up to `retry_times` more times, as skopeo's --retry-times."""
+    import time
+
+    from .engine import retry_delay
+
+    if retry_times < 0:
+        raise UsageError("--retry-times must not be negative")
+    for attempt in range(retry_times + 1):
+        try:
+            return fn()
+        except FastsyncError as exc:
+            if attempt >= retry_times or not getattr(exc, "retryable", False):
+                raise
+            delay = retry_delay(attempt, getattr(exc, "retry_after", None))
+            logging.getLogger("fastsync").warning("%s; retrying in %.1fs", exc, delay)
+            time.sleep(delay)
+
+
+def _retry_option(f: Callable) -> Callable:
+    return click.option("--retry-times", type=int, default=0, show_default=True,
+                        help="retries after network errors and 408/429/5xx answers")(f)
 
 
 def _write_stdout(data: bytes) -> None:
@@ -86,11 +182,12 @@ def _write_stdout(data: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=FastsyncGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-v", "--version", prog_name="fastsync",
                       message=f"%(prog)s version %(version)s (native core: {api.backend()})")
 @click.option("--debug", is_flag=True, help="log requests and decisions to stderr")
-@click.option("--command-timeout", type=float, metavar="SECONDS", help="abort the command after this long")
+@click.option("--command-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="abort the command after this long")
 @click.option("--tmpdir", metavar="DIR", help="directory for temporary files")
 @click.option("--insecure-policy", is_flag=True, help="accepted for skopeo compatibility (no signature policy "
               "is enforced yet)")
@@ -134,6 +231,7 @@ def _platform(ctx: click.Context) -> Platform:
 @click.option("--dest-compress-format", type=click.Choice(["gzip", "zstd"]), help="(re)compress layers to this format")
 @click.option("--dest-compress-level", type=int, metavar="N", help="compression level (gzip 0-9, zstd 1-22)")
 @click.option("-q", "--quiet", is_flag=True, help="no progress output")
+@click.option("--remove-signatures", is_flag=True, help="do not copy signatures (fastsync copies none)")
 @click.option("--authfile", metavar="PATH", help="auth file for both source and destination")
 @transport_flags("src-")
 @transport_flags("dest-")
@@ -141,9 +239,11 @@ def _platform(ctx: click.Context) -> Platform:
 @handle_errors
 def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_arch: Optional[str],
          fmt: Optional[str], preserve_digests: bool, retry_times: int, digestfile: Optional[str], quiet: bool,
-         authfile: Optional[str], dest_compress: bool, dest_decompress: bool, dest_compress_format: Optional[str],
-         dest_compress_level: Optional[int], **kw: Any) -> None:
+         remove_signatures: bool, authfile: Optional[str], dest_compress: bool, dest_decompress: bool,
+         dest_compress_format: Optional[str], dest_compress_level: Optional[int], **kw: Any) -> None:
     """Copy an image from SOURCE to DESTINATION (transport:details names)."""
+    if retry_times < 0:
+        raise UsageError("--retry-times must not be negative")
     if all_ and multi_arch not in (None, "all"):
         raise UsageError("--all conflicts with --multi-arch " + str(multi_arch))
     options = CopyOptions(multi_arch="all" if all_ else (multi_arch or "system"), platform=_platform(ctx),
@@ -166,16 +266,19 @@ def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_ar
 @click.option("--config", "config", is_flag=True, help="print the image config")
 @click.option("-n", "--no-tags", is_flag=True, help="do not list the repository's tags")
 @click.option("--format", "fmt", hidden=True)
+@_retry_option
 @transport_flags("")
 @click.pass_context
 @handle_errors
 def inspect(ctx: click.Context, image: str, raw: bool, config: bool, no_tags: bool, fmt: Optional[str],
-            **kw: Any) -> None:
+            retry_times: int, **kw: Any) -> None:
     """Show an image's manifest, config or summary (skopeo's JSON)."""
     if fmt:
         raise UsageError("--format templates are not supported; use --raw or the JSON output with jq")
-    out = api.inspect_image(image, topts(kw, ""), raw=raw, config=config, tags=not no_tags,
-                            platform=_platform(ctx), global_options=ctx.obj["global"])
+    opts = topts(kw, "")
+    out = with_retries(lambda: api.inspect_image(image, opts, raw=raw, config=config, tags=not no_tags,
+                                                 platform=_platform(ctx), global_options=ctx.obj["global"]),
+                       retry_times)
     if isinstance(out, bytes):
         _write_stdout(out)
     else:
@@ -184,22 +287,26 @@ def inspect(ctx: click.Context, image: str, raw: bool, config: bool, no_tags: bo
 
 @main.command("list-tags")
 @click.argument("repository")
+@_retry_option
 @transport_flags("")
 @click.pass_context
 @handle_errors
-def list_tags(ctx: click.Context, repository: str, **kw: Any) -> None:
+def list_tags(ctx: click.Context, repository: str, retry_times: int, **kw: Any) -> None:
     """List the tags of a repository (docker://HOST/NAME)."""
-    click.echo(go_json(api.list_tags(repository, topts(kw, ""), ctx.obj["global"])))
+    opts = topts(kw, "")
+    click.echo(go_json(with_retries(lambda: api.list_tags(repository, opts, ctx.obj["global"]), retry_times)))
 
 
 @main.command()
 @click.argument("image")
+@_retry_option
 @transport_flags("")
 @click.pass_context
 @handle_errors
-def delete(ctx: click.Context, image: str, **kw: Any) -> None:
+def delete(ctx: click.Context, image: str, retry_times: int, **kw: Any) -> None:
     """Delete an image (docker://: the manifest its tag points at; oci:: the ref)."""
-    api.delete_image(image, topts(kw, ""), ctx.obj["global"])
+    opts = topts(kw, "")
+    with_retries(lambda: api.delete_image(image, opts, ctx.obj["global"]), retry_times)
 
 
 @main.command("manifest-digest")

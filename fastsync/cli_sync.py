@@ -11,7 +11,7 @@ from typing import Any, Optional
 import click
 
 from .errors import FastsyncError, UsageError
-from .options import CopyOptions, Credentials, TransportOptions
+from .options import CopyOptions
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -49,29 +49,8 @@ def _store(cache: Optional[str], no_cache: bool = False) -> Any:
     return Store(cache or default_root())
 
 
-def _side(kw: dict[str, Any], prefix: str, authfile: Optional[str]) -> TransportOptions:
-    """--src-*/--dest-* flags (with skopeo's --*-username/--*-password) -> TransportOptions."""
-    from .cli import topts
-
-    p = prefix.replace("-", "_")
-    user, password = kw.pop(f"{p}username", None), kw.pop(f"{p}password", None)
-    opts = topts(kw, prefix, authfile)
-    if user is not None or password is not None:
-        if opts.creds is not None:
-            raise UsageError(f"--{prefix}creds conflicts with --{prefix}username/--{prefix}password")
-        opts = dataclasses.replace(opts, creds=Credentials(user or "", password or ""))
-    return opts
-
-
-def _user_pass(prefix: str):  # noqa: ANN202
-    def deco(f):  # noqa: ANN001, ANN202
-        f = click.option(f"--{prefix}password", metavar="PASS", help="password for the registry")(f)
-        return click.option(f"--{prefix}username", metavar="USER", help="username for the registry")(f)
-    return deco
-
-
 def register(main: click.Group) -> None:
-    from .cli import compression_options, handle_errors, transport_flags
+    from .cli import compression_options, handle_errors, topts, transport_flags
 
     @main.command()
     @click.argument("source")
@@ -104,8 +83,6 @@ def register(main: click.Group) -> None:
     @click.option("--dest-compress-level", type=int, metavar="N", help="compression level")
     @transport_flags("src-")
     @transport_flags("dest-")
-    @_user_pass("src-")
-    @_user_pass("dest-")
     @click.pass_context
     @handle_errors
     def sync(ctx: click.Context, source: str, destination: Optional[str], src_kind: str, dest_kind: str,
@@ -135,7 +112,7 @@ def register(main: click.Group) -> None:
         gopts = ctx.obj["global"]
         gopts = dataclasses.replace(gopts, connections_per_host=max(gopts.connections_per_host,
                                                                      (jobs or options.max_jobs) + 8))
-        src_opts, dst_opts = _side(kw, "src-", authfile), _side(kw, "dest-", authfile)
+        src_opts, dst_opts = topts(kw, "src-", authfile), topts(kw, "dest-", authfile)
         store = _store(cache, no_cache)
         sink, display = _display(quiet)
         started = time.time()

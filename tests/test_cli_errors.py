@@ -25,7 +25,59 @@ def test_malformed_input_is_a_usage_error(args, fragment):
 
 def test_unknown_flags_are_rejected_by_click():
     proc = fastsync("copy", "--sign-by", "x", "dir:/a", "dir:/b")
-    assert proc.returncode == 2 and b"No such option" in proc.stderr
+    assert_one_line_error(proc, "No such option '--sign-by'", "fastsync copy --help", code=2)
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["copy", "dir:/a"], ["Missing argument 'DESTINATION'"]),
+    (["bogus"], ["No such command 'bogus'"]),
+    (["cache", "bogus"], ["No such command 'bogus'", "fastsync cache --help"]),
+    (["copy", "--retry-times=x", "dir:/a", "dir:/b"], ["'--retry-times'", "not a valid integer"]),
+    (["copy", "--retry-times=-1", "dir:/a", "dir:/b"], ["--retry-times must not be negative"]),
+    (["--command-timeout", "-1", "inspect", "dir:/a"], ["'--command-timeout'"]),
+    (["inspect", "--creds", "", "dir:/a"], ["credentials can't be empty"]),
+    (["inspect", "--creds", ":pw", "dir:/a"], ["username can't be empty"]),
+    (["inspect", "--creds", "u:p", "--username", "u", "dir:/a"], ["mutually exclusive"]),
+    (["copy", "--dest-password", "p", "dir:/a", "dir:/b"], ["--dest-password needs --dest-username"]),
+    (["inspect", "--tls-verify", "false", "dir:/a"], ["unexpected extra argument (dir:/a)"]),
+])
+def test_click_usage_errors_are_one_line(args, fragments):
+    """Errors click finds itself (missing arguments, unknown commands, bad values) look like ours."""
+    assert_one_line_error(fastsync(*args), *fragments, code=2)
+
+
+def test_bare_tls_verify_flag_does_not_swallow_the_image_name(sample_images, dir_of):
+    """skopeo's bool flags are Go flags: `--tls-verify IMAGE` is the flag (true), then the image."""
+    path = dir_of(sample_images["v2s2"])
+    for flag in ("--tls-verify", "--tls-verify=true", "--tls-verify=false"):
+        out = json.loads(ok(fastsync("inspect", flag, f"dir:{path}")).stdout)
+        assert out["Digest"] == sample_images["v2s2"].digest
+    ok(fastsync("copy", "-q", "--src-tls-verify", "--dest-tls-verify", f"dir:{path}", f"dir:{path}-copy"))
+
+
+def test_list_tags_retries_a_429_with_retry_times(registry, pushed, tamper_proxy):
+    tamper_proxy.throttle("tags", 1, "0")
+    failed = fastsync("list-tags", "--tls-verify=false", f"docker://{tamper_proxy.host}/{pushed}")
+    assert_one_line_error(failed, "slow down", "HTTP 429", code=1)
+    tamper_proxy.throttle("tags", 1, "0")
+    out = json.loads(ok(fastsync("list-tags", "--retry-times", "1", "--tls-verify=false",
+                                 f"docker://{tamper_proxy.host}/{pushed}")).stdout)
+    assert out["Tags"] == ["1"]
+    assert [r.status for r in tamper_proxy.requests if r.path.endswith("/tags/list")] == [429, 429, 200]
+
+
+def test_an_unforeseen_exception_is_one_line(monkeypatch, capsys):
+    """The last safety net: any exception from a command is one `Error:` line, exit 1."""
+    from fastsync import api, cli
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something\nnobody expected")
+    monkeypatch.setattr(api, "list_tags", broken)
+    with pytest.raises(SystemExit) as info:
+        cli.main(["list-tags", "docker://127.0.0.1:1/a/b"])
+    err = capsys.readouterr().err
+    assert info.value.code == 1
+    assert err.strip() == "Error: internal error (RuntimeError): something nobody expected"
 
 
 def test_unreachable_registry(tmp_path):

@@ -167,9 +167,10 @@ class TamperProxy(_HTTPServer):
 
     def throttle(self, what: str, count: int, retry_after: str) -> None:
         """Answer the next `count` requests of a kind ("blob-get": GET of a blob, "upload": POST
-        starting a blob upload) with 429 Too Many Requests and this Retry-After header."""
-        if what not in ("blob-get", "upload"):
-            raise ValueError("what must be 'blob-get' or 'upload'")
+        starting a blob upload, "tags": GET of a tag list) with 429 Too Many Requests and this
+        Retry-After header."""
+        if what not in ("blob-get", "upload", "tags"):
+            raise ValueError("what must be 'blob-get', 'upload' or 'tags'")
         self._throttle = [what, count, retry_after]
 
     def corrupt_blobs(self, digest: Optional[str] = None, offset: int = 0) -> None:
@@ -218,7 +219,8 @@ class TamperProxy(_HTTPServer):
         if t is None or t[1] <= 0:
             return None
         kind = "blob-get" if _is_blob_get(request.method, request.path) else \
-            "upload" if request.method == "POST" and request.path.endswith("/blobs/uploads/") else None
+            "upload" if request.method == "POST" and request.path.endswith("/blobs/uploads/") else \
+            "tags" if request.method == "GET" and request.path.endswith("/tags/list") else None
         if kind != t[0]:
             return None
         t[1] -= 1

@@ -159,16 +159,45 @@ class Authenticator:
                                        resp.status)
         except aiohttp.ClientError as exc:
             raise NetworkError(f"authenticating to {self.host}: cannot reach the token server: {exc}") from None
-        try:
-            doc = orjson.loads(body)
-            value = doc.get("token") or doc.get("access_token")
-        except (ValueError, AttributeError):
-            value = None
-        if not value:
-            raise Unauthorized(f"authenticating to {self.host}: the token server sent no token", 401)
-        ttl = max(int(doc.get("expires_in") or 60), 60)
-        self._tokens[scopes] = _Token(value, time.monotonic() + ttl - 10)
+        value, ttl = parse_token_response(body, f"authenticating to {self.host}: the token server at {where}")
+        # Renew a little before the server's expiry (10 s, or a tenth of a short lifetime).
+        self._tokens[scopes] = _Token(value, time.monotonic() + ttl - min(10.0, ttl / 10))
         return value
+
+
+DEFAULT_TOKEN_SECONDS = 60.0
+
+
+def parse_token_response(body: bytes, what: str) -> tuple[str, float]:
+    """(token, lifetime in seconds) from a token server's JSON answer: `token`, else `access_token`;
+    `expires_in` as a number or numeric string (else 60 s, the protocol's default). Anything else is
+    a one-line Unauthorized starting with `what`."""
+    try:
+        doc = orjson.loads(body)
+    except ValueError:
+        text = " ".join(body[:160].decode("utf-8", "replace").split())
+        shown = repr(text[:40] + ("..." if len(text) > 40 else "")) if text else "an empty body"
+        raise Unauthorized(f"{what} sent no token (its answer is not JSON: {shown})", 401) from None
+    if not isinstance(doc, dict):
+        raise Unauthorized(f"{what} sent no token (its answer is a JSON {type(doc).__name__}, not an object)", 401)
+    value = next((v for v in (doc.get("token"), doc.get("access_token")) if isinstance(v, str) and v.strip()), None)
+    if value is None:
+        raise Unauthorized(f"{what} sent no token (neither \"token\" nor \"access_token\" in its answer)", 401)
+    return value.strip(), _lifetime(doc.get("expires_in"))
+
+
+def _lifetime(raw: object) -> float:
+    """`expires_in` in seconds: a positive finite number or numeric string; otherwise the 60 s default."""
+    if isinstance(raw, bool):
+        return DEFAULT_TOKEN_SECONDS
+    if isinstance(raw, str):
+        try:
+            raw = float(raw.strip())
+        except ValueError:
+            return DEFAULT_TOKEN_SECONDS
+    if isinstance(raw, (int, float)) and 0 < raw < float("inf"):
+        return float(raw)
+    return DEFAULT_TOKEN_SECONDS
 
 
 def _actions(scopes: tuple[str, ...]) -> dict[str, set[str]]:

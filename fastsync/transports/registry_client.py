@@ -38,16 +38,21 @@ def push(repo: str) -> str:
 def _error_text(status: int, body: bytes) -> tuple[str, str]:
     """(code, message) from an OCI error body, falling back to the HTTP status."""
     try:
-        errs = orjson.loads(body).get("errors") or []
-        if errs:
-            e = errs[0]
-            code = str(e.get("code", ""))
-            msg = str(e.get("message") or code.lower().replace("_", " "))
-            return code, msg
-    except (ValueError, AttributeError):
-        pass
+        doc = orjson.loads(body) if body.lstrip()[:1] == b"{" else None
+    except ValueError:
+        doc = None
+    errs = doc.get("errors") if isinstance(doc, dict) else None
+    if isinstance(errs, list) and errs and isinstance(errs[0], dict):
+        e = errs[0]
+        code = e.get("code")
+        code = code if isinstance(code, str) else ""
+        msg = e.get("message")
+        msg = msg if isinstance(msg, str) and msg.strip() else code.lower().replace("_", " ")
+        if msg:
+            return code, " ".join(msg.split())[:200]
     text = body.decode("utf-8", "replace").strip().splitlines()
-    return "", (text[0][:200] if text else f"HTTP status {status}")
+    line = " ".join(text[0].split())[:200] if text else ""
+    return "", line or f"HTTP status {status}"
 
 
 class RegistryClient:
@@ -292,12 +297,43 @@ class RegistryClient:
         tags: list[str] = []
         path: Optional[str] = f"/v2/{repo}/tags/list" + (f"?n={page_size}" if page_size else "")
         while path:
-            async with self.request("GET", path, (pull(repo),), what=f"listing tags of {self.host}/{repo}") as resp:
-                doc = orjson.loads(await resp.read())
+            what = f"listing tags of {self.host}/{repo}"
+            async with self.request("GET", path, (pull(repo),), what=what) as resp:
+                body = await resp.read()
                 link = resp.headers.get("Link", "")
-            tags.extend(doc.get("tags") or [])
+                ctype = resp.headers.get("Content-Type", "")
+            tags.extend(parse_tag_list(body, what, ctype))
             path = next_link(link, self.base or "")
         return tags
+
+
+def parse_tag_list(body: bytes, what: str, content_type: str = "") -> list[str]:
+    """The `tags` of a tags/list answer (`{"name": ..., "tags": [...]}`, `tags` may be null); anything
+    else is a one-line RegistryError naming what was read."""
+    def bad(why: str) -> RegistryError:
+        ctype = content_type.split(";")[0].strip()
+        return RegistryError(f"{what}: the registry's answer is not a tag list ({why}"
+                             + (f", Content-Type {ctype}" if ctype else "") + ")")
+    try:
+        doc = orjson.loads(body)
+    except ValueError:
+        raise bad(f"not JSON: {_snippet(body)}") from None
+    if not isinstance(doc, dict):
+        raise bad(f"a JSON {type(doc).__name__}, not an object")
+    tags = doc.get("tags")
+    if tags is None:
+        return []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise bad('"tags" is not a list of strings')
+    return tags
+
+
+def _snippet(body: bytes, limit: int = 40) -> str:
+    """The start of a response body, for an error message: one line, printable, quoted."""
+    text = " ".join(body[:limit * 4].decode("utf-8", "replace").split())
+    if not text:
+        return "empty body"
+    return repr(text[:limit] + ("..." if len(text) > limit or len(body) > limit * 4 else ""))
 
 
 def _repo_of(scopes: tuple[str, ...]) -> Optional[str]:

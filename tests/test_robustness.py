@@ -245,3 +245,61 @@ def test_token_expiry_is_honoured():
         first, again, later = asyncio.run(go(ts.realm, ts.service))
         fetched = len(ts.snapshot())
     assert first == again == later and fetched == 1
+
+
+# ---- 4. FASTSYNC_REQUIRE_NATIVE=1 -------------------------------------------------------------------
+
+@pytest.fixture
+def build_tree(tmp_path) -> Path:
+    """A copy of what `setup.py build_ext` reads, with Cython made unimportable (a shadowing package)
+    so the Cython-missing branch runs whether or not this machine has Cython."""
+    tree = tmp_path / "src"
+    (tree / "ext").mkdir(parents=True)
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, tree / name)
+    for src in (ROOT / "ext").iterdir():
+        if src.suffix in (".pyx", ".pxd"):
+            shutil.copy2(src, tree / "ext" / src.name)
+    (tree / "fastsync").mkdir()
+    shadow = tmp_path / "no-cython" / "Cython"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('No module named Cython (hidden by the test)')\n")
+    return tree
+
+
+def build(tree: Path, require: bool, **env: str) -> subprocess.CompletedProcess:
+    e = {**os.environ, "PYTHONPATH": str(tree.parent / "no-cython"), **env}
+    e.pop("FASTSYNC_NO_EXT", None)
+    if require:
+        e["FASTSYNC_REQUIRE_NATIVE"] = "1"
+    else:
+        e.pop("FASTSYNC_REQUIRE_NATIVE", None)
+    return subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=tree, env=e,
+                          capture_output=True, text=True, timeout=300)
+
+
+def reason_line(proc: subprocess.CompletedProcess, *fragments: str) -> str:
+    """The build failed with exit 1, no traceback, and one `native core NOT built` line, printed last."""
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if "native core NOT built" in ln]
+    assert len(lines) == 1 and proc.stderr.strip().splitlines()[-1] == lines[0], proc.stderr
+    for frag in fragments:
+        assert frag in lines[0], (frag, lines[0])
+    return lines[0]
+
+
+def test_required_native_build_without_cython_fails_with_one_line(build_tree):
+    reason_line(build(build_tree, require=True), "Cython is missing", "FASTSYNC_REQUIRE_NATIVE=1")
+    plain = build(build_tree, require=False)        # without the flag: the pure-Python fallback, exit 0
+    assert plain.returncode == 0 and "using the pure-Python backend" in plain.stderr, plain.stderr
+    assert not list((build_tree / "fastsync").glob("_native*"))
+
+
+def test_required_native_build_with_a_failing_compiler_fails_with_one_line(build_tree):
+    c = build_tree / "ext" / "_native.c"            # an up-to-date generated C file: compiled without Cython
+    c.write_text("#error this compile must fail\n")
+    reason_line(build(build_tree, require=True), "native core NOT built", "FASTSYNC_REQUIRE_NATIVE=1")
+    plain = build(build_tree, require=False)
+    assert plain.returncode == 0 and "using the pure-Python backend" in plain.stderr, plain.stderr
+    assert not list((build_tree / "fastsync").glob("_native*"))

@@ -6,6 +6,10 @@ Image names are ``registry-storage:ROOT:NAME[:TAG]`` or ``registry-storage:ROOT:
 (``library/alpine``, no registry host). ``registry-storage:ROOT`` alone names the whole tree, for
 sync. ROOT cannot contain ``:`` (as with ``oci:``).
 
+Inside a tree that exists, ``registry-storage:ROOT/NAME[:TAG|@DIGEST]`` is accepted too: ROOT is then
+the nearest enclosing directory holding ``docker/registry/v2`` (see `split_root`). A tree that does
+not exist yet (a new destination) needs the colon form, which says where ROOT ends.
+
 The layout (distribution's ``registry/storage/paths.go``), under ``ROOT/docker/registry/v2``:
 
     blobs/<alg>/<hex[:2]>/<hex>/data                              every blob and manifest, once
@@ -133,12 +137,14 @@ class StorageImageReference(ImageReference):
     transport = "registry-storage"
 
     def __init__(self, root: str, name: Optional[str] = None, tag: Optional[str] = None,
-                 digest: Optional[Digest] = None, pool: Optional[str] = None) -> None:
+                 digest: Optional[Digest] = None, pool: Optional[str] = None,
+                 spelled: Optional[str] = None) -> None:
         self.layout = Layout(root)
         self.name = name
         self.tag = tag if tag or digest or not name else DEFAULT_TAG
         self.digest = digest
         self.pool = Layout(pool) if pool else None     # link blobs from this tree when it has them
+        self.spelled = spelled                          # the name as the user wrote it, for messages
 
     @property
     def root(self) -> str:
@@ -147,14 +153,14 @@ class StorageImageReference(ImageReference):
     @classmethod
     def parse(cls, details: str) -> "StorageImageReference":
         full = f"registry-storage:{details}"
-        root, _, rest = details.partition(":")
+        root, rest = split_root(details)
         if not root:
             raise InvalidReference(f"invalid image name {full!r}: a storage root directory is required "
                                    f"({SPELLING})")
         if not rest:
-            return cls(root)
+            return cls(root, spelled=full)
         name, tag, digest = parse_image(rest, full)
-        return cls(root, name, tag, digest)
+        return cls(root, name, tag, digest, spelled=full)
 
     @property
     def details(self) -> str:
@@ -171,8 +177,9 @@ class StorageImageReference(ImageReference):
         """A one-line hint when ROOT was written as a path inside a storage root (ROOT/NAME:TAG)."""
         outer = enclosing_root(self.root)
         if outer and not self.layout.exists():
-            raise InvalidReference(f"{self}: {self.root} is inside the storage root {outer}; ROOT is the directory "
-                                   f"holding {V2}: write registry-storage:{outer}:NAME[:TAG]")
+            raise InvalidReference(f"{self.spelled or self}: {self.root} is inside the storage root {outer}; ROOT "
+                                   f"is the directory holding {V2}: write registry-storage:{outer}:NAME[:TAG] "
+                                   f"(or registry-storage:{outer}/NAME[:TAG])")
 
     def resolve(self) -> Digest:
         """The manifest digest this reference names (the tag's current link, or the digest)."""
@@ -210,6 +217,33 @@ class StorageImageReference(ImageReference):
         return StorageDestination(self)
 
 
+def split_root(details: str) -> tuple[str, str]:
+    """(ROOT, "NAME[:TAG|@DIGEST]" or "") of a registry-storage name.
+
+    ``ROOT:REST`` when the text before the first colon is a storage root, or lies in no existing
+    storage root (a new tree: the colon says where ROOT ends). Otherwise that text is a path inside
+    an existing tree, ``ROOT/NAME[:TAG|@DIGEST]``: ROOT is the nearest enclosing directory holding
+    ``docker/registry/v2`` (the longest such prefix) and the rest of the path, with whatever
+    followed the colon, is the image -- when it parses as one; if not, the colon form is kept and
+    `StorageImageReference.check_root_spelling` explains the mistake."""
+    head, colon, tail = details.partition(":")
+    if not head or Layout(head).exists():
+        return head, tail
+    outer = enclosing_root(head)
+    if outer is None:
+        return head, tail
+    rel = os.path.relpath(os.path.abspath(head), outer).replace(os.sep, "/")
+    if rel.startswith("..") or rel == "." or "docker/registry/v2/".startswith(rel + "/") or \
+            rel.startswith("docker/registry/v2/"):
+        return head, tail                        # a path into the tree's own layout is no image
+    rest = rel + colon + tail
+    try:
+        parse_image(rest)
+    except InvalidReference:
+        return head, tail
+    return outer, rest
+
+
 def parse_image(text: str, full: str = "") -> tuple[str, Optional[str], Optional[Digest]]:
     """`NAME[:TAG|@DIGEST]` -> (name, tag or None, digest or None); errors quote `full` (default: text)."""
     full = full or text
@@ -230,4 +264,4 @@ def parse_image(text: str, full: str = "") -> tuple[str, Optional[str], Optional
     return name, tag, digest
 
 
-__all__ = ["Layout", "StorageImageReference", "SPELLING", "V2", "enclosing_root", "parse_image"]
+__all__ = ["Layout", "StorageImageReference", "SPELLING", "V2", "enclosing_root", "parse_image", "split_root"]

@@ -1,16 +1,21 @@
 """`fastsync sync --src registry-storage` and `--dest registry-storage` (entries of fastsync.sync's tables).
 
 SOURCE is ``ROOT`` (every tagged image of the tree), ``ROOT:NAME`` (every tag of a repository) or
-``ROOT:NAME:TAG`` / ``ROOT:NAME@DIGEST``. Images keep their repository path in the destination
-name, scoped or not (a tree's names carry no registry host): ``sync --src registry-storage
---dest docker /var/lib/registry harbor.local`` writes ``harbor.local/library/nginx:1``.
+``ROOT:NAME:TAG`` / ``ROOT:NAME@DIGEST``; ``ROOT/NAME[:TAG|@DIGEST]`` too (the tree exists, so
+ROOT is the enclosing directory holding ``docker/registry/v2``: `storage.split_root`). Images keep
+their repository path in the destination name, scoped or not (a tree's names carry no registry
+host): ``sync --src registry-storage --dest docker /var/lib/registry harbor.local`` writes
+``harbor.local/library/nginx:1``.
 
 DESTINATION is ``ROOT:`` or ``ROOT:PREFIX`` (the colon ends the storage root, as in
 ``registry-storage:ROOT:NAME``): ``sync --src list --dest registry-storage images.list ./out:``
-writes ``registry-storage:./out:ns/app:1`` for the line ``ns/app:1``.
+writes ``registry-storage:./out:ns/app:1`` for the line ``ns/app:1``. A bare ``ROOT`` means
+``ROOT:`` (no prefix): `SYNC_DEST.destination` spells it so before the image names are joined to
+it; on its own, `dest_reference` can tell where a bare ROOT ends only in a tree that exists.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 from ..errors import FastsyncError, NotFound, UsageError
@@ -19,15 +24,15 @@ from ..options import TransportOptions
 from ..session import Session
 from ..sync import DestKind, SourceImage, SyncInput
 from .base import ImageReference
-from .storage import V2, Layout, StorageImageReference, parse_image
+from .storage import V2, Layout, StorageImageReference, parse_image, split_root
 from .storage_dest import current_digest
 
 
 async def sync_source(session: Session, inp: SyncInput) -> list[SourceImage]:
-    root, _, rest = inp.source.partition(":")
+    root, rest = split_root(inp.source)
     if not root:
         raise UsageError(f"invalid registry-storage source {inp.source!r}: expected ROOT[:NAME[:TAG|@DIGEST]]")
-    probe = StorageImageReference(root)
+    probe = StorageImageReference(root, spelled=f"registry-storage:{inp.source}")
     probe.check_root_spelling()
     layout = probe.layout
     if not layout.exists():
@@ -51,10 +56,20 @@ def dest_reference(joined: str) -> ImageReference:
     """`ROOT:[PREFIX/]NAME:TAG` (DESTINATION joined with the image's name) -> a destination reference."""
     root, sep, rest = joined.partition(":")
     rest = rest.lstrip("/")
-    if not sep or not root or (":" not in rest and "@" not in rest):
-        raise UsageError("a registry-storage sync DESTINATION is spelled ROOT: or ROOT:PREFIX (for example ./out:), "
-                         "so that the storage root is known")
-    return StorageImageReference.parse(f"{root}:{rest}")
+    if sep and root and (":" in rest or "@" in rest):
+        return StorageImageReference.parse(f"{root}:{rest}")
+    outer, image = split_root(joined)       # a bare ROOT whose tree exists: ROOT/[PREFIX/]NAME:TAG
+    if outer != root and image and (":" in image or "@" in image):
+        return StorageImageReference.parse(f"{outer}:{image}")
+    raise UsageError("a registry-storage sync DESTINATION is spelled ROOT: or ROOT:PREFIX (for example ./out:), "
+                     "so that the storage root is known")
+
+
+def dest_root(destination: str) -> str:
+    """DESTINATION as `dest_reference` reads it: a bare ROOT (no colon) is ``ROOT:``, no prefix."""
+    if destination and ":" not in destination:
+        return (destination.rstrip("/") or "/") + ":"
+    return destination
 
 
 def _probe(ref: ImageReference, opts: TransportOptions):  # noqa: ANN202
@@ -67,7 +82,16 @@ def _probe(ref: ImageReference, opts: TransportOptions):  # noqa: ANN202
     return probe
 
 
-SYNC_SOURCE = sync_source
-SYNC_DEST = DestKind("registry-storage", dest_reference, _probe, local=True)
+@dataclass(frozen=True)
+class StorageDestKind(DestKind):
+    """The registry-storage DestKind, plus `destination` (DESTINATION as written -> as joined with the
+    image names), which fastsync.sync applies when a DestKind has it."""
 
-__all__ = ["SYNC_SOURCE", "SYNC_DEST", "Layout"]
+    def destination(self, text: str) -> str:
+        return dest_root(text)
+
+
+SYNC_SOURCE = sync_source
+SYNC_DEST = StorageDestKind("registry-storage", dest_reference, _probe, local=True)
+
+__all__ = ["SYNC_SOURCE", "SYNC_DEST", "Layout", "StorageDestKind", "dest_reference", "dest_root"]

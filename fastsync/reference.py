@@ -123,6 +123,8 @@ TRANSPORTS = {
     "dir": "fastsync.transports.dir:DirImageReference",
     "oci": "fastsync.transports.oci:OCIImageReference",
     "registry-storage": "fastsync.transports.storage:StorageImageReference",
+    "oci-archive": "fastsync.transports.archive_oci:OCIArchiveReference",
+    "docker-archive": "fastsync.transports.archive_docker:DockerArchiveReference",
 }
 
 

@@ -1,0 +1,166 @@
+"""`oci-archive:PATH[:REF]`: an OCI image layout (oci-layout, index.json, blobs/<alg>/<hex>) in one tar.
+
+As containers/image (oci/archive) does it: a destination writes a new archive holding the one
+image (or index) copied, with REF as its `org.opencontainers.image.ref.name` annotation, replacing
+the file; a source picks the image whose ref name is REF, or the only one. Manifests are OCI only,
+as in `oci:` (Docker manifests are converted by the engine). Members are read by offset, never
+extracted.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import TYPE_CHECKING, Any, AsyncIterator, Optional
+
+from .. import model as m
+from ..errors import DigestMismatch, FastsyncError, InvalidReference, ManifestError, NotFound
+from ..manifest import dumps, manifest_digest, parse_manifest
+from ..model import Descriptor, Digest
+from .archive import ArchiveError, TarReader, TarWriter
+from .base import Capabilities, ImageDestination, ImageReference, ImageSource
+from .oci import _REF_RE, LAYOUT, REF_NAME
+
+if TYPE_CHECKING:
+    from ..manifest import Manifest
+    from ..options import TransportOptions
+    from ..session import Session
+
+
+def blob_member(digest: Digest) -> str:
+    return f"blobs/{digest.algorithm}/{digest.hex}"
+
+
+class OCIArchiveReference(ImageReference):
+    transport = "oci-archive"
+
+    def __init__(self, path: str, ref: str = "") -> None:
+        self.path = os.path.abspath(path)
+        self.ref = ref
+
+    @classmethod
+    def parse(cls, details: str) -> "OCIArchiveReference":
+        path, _, ref = details.partition(":")
+        if not path:
+            raise InvalidReference(f"invalid image name 'oci-archive:{details}': an archive path is required")
+        if ref and not _REF_RE.match(ref):
+            raise InvalidReference(f"invalid image name 'oci-archive:{details}': invalid reference name {ref!r}")
+        return cls(path, ref)
+
+    @property
+    def details(self) -> str:
+        return f"{self.path}:{self.ref}" if self.ref else self.path
+
+    async def open_source(self, session: "Session", opts: "TransportOptions") -> "OCIArchiveSource":
+        loop = asyncio.get_running_loop()
+        reader = await loop.run_in_executor(None, TarReader, self.path, str(self), session.options.tmpdir)
+        try:
+            index = read_index(reader, str(self))
+            return OCIArchiveSource(self, reader, index, resolve(index, self))
+        except BaseException:
+            reader.close()
+            raise
+
+    async def open_destination(self, session: "Session", opts: "TransportOptions") -> "OCIArchiveDestination":
+        if os.path.isdir(self.path):
+            raise FastsyncError(f"{self}: is a directory")
+        return OCIArchiveDestination(self)
+
+
+def read_index(reader: TarReader, what: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(reader.read("index.json"))
+    except NotFound:
+        raise ArchiveError(f"{what}: not an OCI archive (no index.json)") from None
+    except ValueError as exc:
+        raise ManifestError(f"{what}: index.json is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("manifests", []), list):
+        raise ManifestError(f"{what}: index.json is malformed")
+    return doc
+
+
+def resolve(index: dict[str, Any], ref: OCIArchiveReference) -> Descriptor:
+    entries = index.get("manifests") or []
+    if ref.ref:
+        found = [d for d in entries if (d.get("annotations") or {}).get(REF_NAME) == ref.ref]
+        if not found:
+            raise NotFound(f"{ref}: no image named {ref.ref!r} in the archive")
+    else:
+        found = entries
+        if len(found) != 1:
+            raise NotFound(f"{ref}: the archive holds {len(found)} images; name one as oci-archive:PATH:REF")
+    return Descriptor.from_json(found[0])
+
+
+class OCIArchiveSource(ImageSource):
+    def __init__(self, ref: OCIArchiveReference, reader: TarReader, index: dict[str, Any], top: Descriptor) -> None:
+        self.reference = ref
+        self.reader = reader
+        self.index = index
+        self.top = top
+
+    async def get_manifest(self, digest: Optional[Digest] = None) -> tuple[bytes, str]:
+        digest = digest or self.top.digest
+        try:
+            raw = self.reader.read(blob_member(digest))
+        except NotFound:
+            raise NotFound(f"{self.reference}: manifest {digest} not found") from None
+        actual = manifest_digest(raw)
+        if actual != digest:
+            raise DigestMismatch(f"manifest in {self.reference}", str(digest), str(actual))
+        mt = self.top.media_type if digest == self.top.digest else ""
+        return raw, mt or parse_manifest(raw).media_type
+
+    def blob_chunks(self, desc: Descriptor) -> AsyncIterator[bytes]:
+        name = blob_member(desc.digest)
+        if not self.reader.has(name):
+            raise NotFound(f"{self.reference}: blob {desc.digest} not found")
+        return self.reader.chunks(name)
+
+    async def list_tags(self) -> list[str]:
+        return [(d.get("annotations") or {}).get(REF_NAME) for d in self.index.get("manifests") or []
+                if (d.get("annotations") or {}).get(REF_NAME)]
+
+    async def close(self) -> None:
+        self.reader.close()
+
+
+class OCIArchiveDestination(ImageDestination):
+    capabilities = Capabilities(manifest_types=frozenset({m.OCI_MANIFEST, m.OCI_INDEX}))
+
+    def __init__(self, ref: OCIArchiveReference) -> None:
+        self.reference = ref
+        self.tar = TarWriter(ref.path, str(ref))
+        self.tar.add_dir("blobs")
+        self.tar.add_dir("blobs/sha256")
+        self.top: Optional[Descriptor] = None
+        self.done = False
+
+    async def try_reuse_blob(self, desc: Descriptor, mount_from=None) -> bool:
+        return blob_member(desc.digest) in self.tar.members
+
+    async def put_blob(self, desc: Descriptor, chunks: AsyncIterator[bytes]) -> None:
+        await self.tar.add_stream(chunks, lambda: blob_member(desc.digest))
+
+    async def put_manifest(self, man: "Manifest", instance: bool = False) -> None:
+        name = blob_member(man.digest)
+        if name not in self.tar.members:
+            await self.tar.put_bytes(name, man.raw)
+        if not instance:
+            self.top = man.descriptor()
+
+    async def commit(self) -> None:
+        if self.top is None:
+            raise FastsyncError(f"{self.reference}: nothing to commit (no manifest was written)")
+        entry: dict[str, Any] = {"mediaType": self.top.media_type, "digest": str(self.top.digest),
+                                 "size": self.top.size}
+        if self.reference.ref:
+            entry["annotations"] = {REF_NAME: self.reference.ref}
+        self.tar.add_bytes("index.json", dumps({"schemaVersion": 2, "manifests": [entry]}))
+        self.tar.add_bytes("oci-layout", LAYOUT)
+        await asyncio.get_running_loop().run_in_executor(None, self.tar.finish)
+        self.done = True
+
+    async def close(self) -> None:
+        if not self.done:
+            self.tar.abort()

@@ -15,6 +15,7 @@ its last path element is kept; then DESTINATION/suffix + --append-suffix.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import os
 import posixpath
@@ -245,6 +246,9 @@ async def resolve(session: Session, src_kind: str, dest_kind: str, inp: SyncInpu
     """Expand SOURCE into images and name each one's destination (no image is read yet)."""
     source: SourceKind = _load(SOURCE_KINDS, src_kind, "source")
     dest: DestKind = _load(DEST_KINDS, dest_kind, "destination")
+    spell = getattr(dest, "destination", None)      # a kind's own DESTINATION spelling (ROOT -> ROOT:)
+    if spell is not None:
+        inp = dataclasses.replace(inp, destination=spell(inp.destination))
     if src_kind == "dir" and dest.local and dest_kind == "dir":
         raise UsageError("sync from 'dir' to 'dir' not implemented, consider using rsync instead")
     images = await source(session, inp)

@@ -4,12 +4,14 @@ Kinds:
   plan-done      the plan is complete: size = images planned, total = bytes it may move, message = summary
   image-planned  dry run: the image would be copied
   image-start    an image begins copying (image = "SRC -> DST")
-  image-done     an image was written (digest = its manifest digest, size = bytes moved)
+  image-done     an image was written (digest = its manifest digest, size = bytes read from the source)
   image-skipped  the destination already had it (digest), nothing moved
   image-failed   the image failed (message = the one-line error)
   blob-start     a blob transfer begins (size = its size)
-  blob-done      a blob finished (size = bytes moved; reused = already there/mounted/linked)
-  bytes          size bytes of a blob went through
+  blob-done      a blob finished (size = bytes moved; reused = already there/mounted/deduplicated;
+                 cached = placed from the local cache, not read from the source)
+  bytes          size bytes of a blob went through (cached: they came from the local cache, e.g. a
+                 blob hardlinked or uploaded from it; else from the source)
   retry          a retryable failure; message says what and when the next attempt starts
   warning        something was skipped (e.g. a repository whose tags could not be listed, --keep-going)
 """
@@ -27,6 +29,7 @@ class Event:
     digest: str = ""
     size: int = 0                # bytes moved (blob-done/bytes) or blob size (blob-start), images (plan-done)
     reused: bool = False         # blob-done: already at the destination, mounted, or deduplicated
+    cached: bool = False         # blob-done/bytes: from the local cache, nothing read from the source
     message: str = ""
     total: int = 0               # plan-done: bytes the plan may move (blobs not known to be there)
 
@@ -60,7 +63,8 @@ class Tally:
     images_done: int = 0
     images_failed: int = 0
     images_skipped: int = 0
-    bytes_moved: int = 0
+    bytes_moved: int = 0         # read from the source (network or a local source)
+    bytes_cached: int = 0        # placed from the local cache
     bytes_planned: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -69,13 +73,21 @@ class Tally:
             self.images_total = ev.size
             self.bytes_planned = ev.total
         elif ev.kind == "bytes":
-            self.bytes_moved += ev.size
+            if ev.cached:
+                self.bytes_cached += ev.size
+            else:
+                self.bytes_moved += ev.size
         elif ev.kind in ("image-done", "image-skipped", "image-failed"):
             self.images_done += 1
             self.images_failed += ev.kind == "image-failed"
             self.images_skipped += ev.kind == "image-skipped"
 
     @property
+    def bytes_done(self) -> int:
+        """Bytes placed at destinations, from the source or the cache (what the plan's total counts)."""
+        return self.bytes_moved + self.bytes_cached
+
+    @property
     def rate(self) -> float:
-        """Bytes per second since the start."""
+        """Bytes read from the source per second since the start."""
         return self.bytes_moved / max(1e-6, time.monotonic() - self.started)

@@ -89,13 +89,15 @@ class RichProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._bytes(total=max(self.tally.bytes_moved, 1))
+        self._bytes(total=max(self.tally.bytes_done, 1))
         self.progress.stop()
 
     def _bytes(self, **kw: Any) -> None:
         t = self.tally
-        self.progress.update(self.bytes_task, completed=t.bytes_moved, amount=f"{_human(t.bytes_moved)}"
-                             + (f"/{_human(t.bytes_planned)}" if t.bytes_planned else ""),
+        # the bar fills with what reached the destinations; the rate is what came from the source
+        self.progress.update(self.bytes_task, completed=t.bytes_done, amount=f"{_human(t.bytes_done)}"
+                             + (f"/{_human(t.bytes_planned)}" if t.bytes_planned else "")
+                             + (f" ({_human(t.bytes_cached)} from cache)" if t.bytes_cached else ""),
                              rate=f"{_human(t.rate)}/s", **kw)
 
     def __call__(self, ev: Event) -> None:
@@ -129,22 +131,29 @@ def _human(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
+_SUMMED = ("bytes_transferred", "bytes_from_cache", "bytes_skipped", "blobs_transferred", "blobs_from_cache",
+           "blobs_skipped")
+
+
 def report(result: "SyncResult", started: float, dry_run: bool = False) -> dict[str, Any]:
-    """The --report document: per image status, bytes moved and skipped, time; and totals."""
+    """The --report document: per image status, blobs and bytes by where they came from, time; and totals.
+
+    *_transferred: read from the source (downloaded, or read from a local source) and written;
+    *_from_cache: written from the local cache (hardlinked, copied or uploaded), nothing read from
+    the source; *_skipped: already at the destination, mounted there, or moved by another image."""
     images = []
     for r in result.images:
         status = "failed" if r.error else "up-to-date" if r.up_to_date else "planned" if dry_run else "copied"
         images.append({"source": r.source, "destination": r.destination, "status": status,
                        "digest": str(r.digest) if r.digest else None, "bytes_transferred": r.bytes_copied,
-                       "bytes_skipped": r.bytes_reused, "blobs_transferred": r.blobs_copied,
+                       "bytes_from_cache": r.bytes_cached, "bytes_skipped": r.bytes_reused,
+                       "blobs_transferred": r.blobs_copied, "blobs_from_cache": r.blobs_cached,
                        "blobs_skipped": r.blobs_reused, "seconds": round(r.seconds, 3),
                        "error": r.error or None})
     count = {s: sum(1 for i in images if i["status"] == s) for s in ("copied", "up-to-date", "failed", "planned")}
     return {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
             "seconds": round(result.seconds, 3), "images": images,
-            "totals": {"images": len(images), **count,
-                       "bytes_transferred": sum(i["bytes_transferred"] for i in images),
-                       "bytes_skipped": sum(i["bytes_skipped"] for i in images)}}
+            "totals": {"images": len(images), **count, **{k: sum(i[k] for i in images) for k in _SUMMED}}}
 
 
 def write_report(path: str, result: "SyncResult", started: float, dry_run: bool = False) -> None:

@@ -1,7 +1,10 @@
 """skopeo's `dir:` transport: manifest.json, blobs named by digest hex, a `version` file."""
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, AsyncIterator, Optional
 
 from ..errors import FastsyncError, InvalidReference, NotFound
@@ -16,6 +19,7 @@ if TYPE_CHECKING:
     from ..session import Session
 
 VERSION = b"Directory Transport Version: 1.1\n"
+_SERIAL = itertools.count(1)
 
 
 def blob_name(digest: Digest) -> str:
@@ -87,12 +91,43 @@ class DirSource(ImageSource):
 
 
 class DirDestination(ImageDestination):
+    """Writes into a staging directory swapped in at commit. `close` first waits for writes still
+    running (a blob's thread cannot be stopped), then removes what was not committed; writes that
+    start after `close` fail instead of recreating the directory."""
+
     capabilities = Capabilities(accepts_files=True)
 
     def __init__(self, ref: DirImageReference) -> None:
         self.reference = ref
         self.stage = StagedDir(ref.path)
-        atomic_write(os.path.join(self.stage.path, "version"), VERSION)
+        self._namespace = f"dir:{next(_SERIAL)}:{self.stage.path}"
+        self._closed = False
+        self._writes = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        try:
+            atomic_write(os.path.join(self.stage.path, "version"), VERSION)
+        except BaseException:
+            self.stage.abort()
+            raise
+
+    @property
+    def blob_namespace(self) -> str:
+        # never reused within a process (an id() could be, once this object is gone)
+        return self._namespace
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[None]:
+        if self._closed:
+            raise FastsyncError(f"{self.reference}: the destination was closed")
+        self._writes += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._writes -= 1
+            if not self._writes:
+                self._idle.set()
 
     def _blob(self, desc: Descriptor) -> str:
         return os.path.join(self.stage.path, blob_name(desc.digest))
@@ -101,18 +136,33 @@ class DirDestination(ImageDestination):
         return blob_exists(self._blob(desc), desc)
 
     async def put_blob(self, desc: Descriptor, chunks: AsyncIterator[bytes]) -> None:
-        await stream_to_file(self._blob(desc), chunks)
+        async with self._writing():
+            await stream_to_file(self._blob(desc), chunks)
 
     async def put_blob_file(self, desc: Descriptor, path: str, link: bool) -> None:
-        await place_file(path, self._blob(desc), link)
+        async with self._writing():
+            await place_file(path, self._blob(desc), link)
 
     async def put_manifest(self, man: "Manifest", instance: bool = False) -> None:
-        name = manifest_name(man.digest if instance else None)
-        atomic_write(os.path.join(self.stage.path, name), man.raw)
+        async with self._writing():
+            name = manifest_name(man.digest if instance else None)
+            atomic_write(os.path.join(self.stage.path, name), man.raw)
 
     async def commit(self) -> None:
+        if self._closed:
+            raise FastsyncError(f"{self.reference}: the destination was closed")
+        await self._idle.wait()
         self.stage.commit()
 
     async def close(self) -> None:
+        self._closed = True
+        cancelled = False
+        while not self._idle.is_set():
+            try:
+                await self._idle.wait()
+            except asyncio.CancelledError:
+                cancelled = True      # the writes end soon (their threads cannot be stopped): clean up first
         if os.path.isdir(self.stage.path):
             self.stage.abort()
+        if cancelled:
+            raise asyncio.CancelledError

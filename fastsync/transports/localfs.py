@@ -2,14 +2,54 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
+import re
 import shutil
+import stat
 import tempfile
-from typing import AsyncIterator, Optional
+from typing import AsyncIterator, Callable, Optional, TypeVar
 
 from .. import native
 from ..errors import FastsyncError
 from ..model import Descriptor
+
+T = TypeVar("T")
+
+
+def _read_umask() -> int:
+    """The process umask, read without changing it (os.umask(x) sets it for every thread meanwhile)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8) & 0o777
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+UMASK = _read_umask()
+# skopeo's dir: (containers/image) creates the image directory with MkdirAll(path, 0755)
+DIR_MODE = 0o755 & ~UMASK
+
+
+async def in_thread(fn: Callable[..., T], *args: object) -> T:
+    """`fn(*args)` in the default executor. Unlike a bare run_in_executor, a cancelled caller does not
+    return before the thread is done: whoever cleans up after the cancellation (removing the directory
+    the thread writes into) runs after it."""
+    fut = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+    try:
+        return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        while not fut.done():
+            try:
+                await asyncio.wait([fut])
+            except asyncio.CancelledError:
+                continue
+        if not fut.cancelled():
+            fut.exception()       # retrieved: the cancellation is what the caller sees
+        raise
 
 
 def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
@@ -37,13 +77,12 @@ def _unlink(path: str) -> None:
 
 async def stream_to_file(path: str, chunks: AsyncIterator[bytes]) -> None:
     """Write a chunk stream to `path` atomically: the file appears only if the stream ends cleanly."""
-    loop = asyncio.get_running_loop()
     d = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
     try:
         with os.fdopen(fd, "wb") as f:
             async for chunk in chunks:
-                await loop.run_in_executor(None, f.write, chunk)
+                await in_thread(f.write, chunk)
         os.replace(tmp, path)
     except BaseException:
         _unlink(tmp)
@@ -52,11 +91,10 @@ async def stream_to_file(path: str, chunks: AsyncIterator[bytes]) -> None:
 
 async def place_file(src: str, dst: str, link: bool) -> None:
     """Hardlink (when `link`) or copy `src` to `dst`, atomically, off the event loop."""
-    loop = asyncio.get_running_loop()
     if link:
-        await loop.run_in_executor(None, native.link_blobs, [(src, dst)], True)
+        await in_thread(native.link_blobs, [(src, dst)], True)
         return
-    await loop.run_in_executor(None, _copy_atomic, src, dst)
+    await in_thread(_copy_atomic, src, dst)
 
 
 def _copy_atomic(src: str, dst: str) -> None:
@@ -72,7 +110,11 @@ def _copy_atomic(src: str, dst: str) -> None:
 
 
 class StagedDir:
-    """A directory written beside its final path and swapped in at commit (never half-written)."""
+    """A directory written beside its final path and swapped in at commit (never half-written).
+
+    The staging directory is `.NAME.tmp-XXXXXXXX` in the final path's parent, mode 0755 & ~umask (what
+    skopeo gives its dir: images), and held under an flock while in use: a commit removes stale staging
+    directories of the same NAME (a killed run's) that nobody holds."""
 
     def __init__(self, final: str) -> None:
         self.final = os.path.abspath(final)
@@ -81,7 +123,22 @@ class StagedDir:
             os.makedirs(parent, exist_ok=True)
         except OSError as exc:
             raise FastsyncError(f"cannot create {parent}: {exc.strerror}") from None
-        self.path = tempfile.mkdtemp(prefix=f".{os.path.basename(self.final)}.tmp-", dir=parent)
+        self.prefix = f".{os.path.basename(self.final)}.tmp-"
+        self._lock: Optional[int] = None
+        for attempt in range(3):
+            self.path = tempfile.mkdtemp(prefix=self.prefix, dir=parent)
+            try:
+                self._lock = _hold(self.path)
+                # another run's sweep may have taken it between mkdtemp and the lock: then it is gone
+                if os.fstat(self._lock).st_ino == os.lstat(self.path).st_ino:
+                    os.chmod(self.path, DIR_MODE)
+                    break
+            except OSError:
+                if attempt == 2:
+                    raise
+            self._release()
+        else:
+            raise FastsyncError(f"cannot create a staging directory in {parent}")
 
     def commit(self) -> None:
         old: Optional[str] = None
@@ -89,11 +146,65 @@ class StagedDir:
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(self.final)}.old-", dir=os.path.dirname(self.final))
             os.rename(self.final, os.path.join(old, "x"))
         os.rename(self.path, self.final)
+        self._release()
         if old:
             shutil.rmtree(old, ignore_errors=True)
+        sweep_stale(os.path.dirname(self.final), self.prefix)
 
     def abort(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        """Remove the staging directory. A second pass catches an entry that appeared while the first
+        ran (nothing should write here any more; this is a safety net, not the synchronisation)."""
+        for _ in range(2):
+            shutil.rmtree(self.path, ignore_errors=True)
+            if not os.path.lexists(self.path):
+                break
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+
+_MKDTEMP_SUFFIX = re.compile(r"[a-z0-9_]{8}")   # tempfile's names: 8 of "abcdefghijklmnopqrstuvwxyz0123456789_"
+
+
+def _hold(path: str) -> int:
+    """An fd holding an exclusive flock on directory `path` (released when closed or the process ends)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def sweep_stale(parent: str, prefix: str) -> list[str]:
+    """Remove `parent/PREFIXxxxxxxxx` staging directories (exactly mkdtemp's suffix, real directories)
+    that no live StagedDir holds; returns the paths removed. Never raises."""
+    removed = []
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith(prefix) or not _MKDTEMP_SUFFIX.fullmatch(name[len(prefix):]):
+            continue
+        path = os.path.join(parent, name)
+        try:
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                continue
+            fd = _hold(path)
+        except OSError:
+            continue               # held by a live writer, gone, or unreadable: leave it
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+            if not os.path.lexists(path):
+                removed.append(path)
+        finally:
+            os.close(fd)
+    return removed
 
 
 def blob_exists(path: str, desc: Descriptor) -> bool:

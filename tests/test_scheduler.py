@@ -145,3 +145,37 @@ def test_429_is_retried_after_the_servers_retry_after(side: str, seeded_registry
              and r.at > refused[0].at]
     retried = again[0] if side == "blob-get" else again[-1]
     assert retried.at - refused[0].at >= 2.0
+
+
+ABANDON = """
+import asyncio, sys
+from fastsync.options import TransportOptions
+from fastsync.pipeline import verified
+from fastsync.session import Session
+from fastsync.testing import images
+from fastsync.fetch import resumable_chunks
+
+async def main(host, image, resumable):
+    async with Session() as s:
+        client = s.registry(host, TransportOptions(tls_verify=False))
+        desc = max(image.layers, key=lambda d: d.size)
+        chunks = resumable_chunks(client, "samples/v2s2", desc) if resumable else \\
+            client.blob_chunks("samples/v2s2", desc)
+        async for _ in verified(chunks, desc, "x"):
+            raise RuntimeError("destination failed")
+
+try:
+    asyncio.run(main(sys.argv[1], images.sample_set()["v2s2"], sys.argv[2] == "1"))
+except RuntimeError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.parametrize("resumable", ["0", "1"])
+def test_a_blob_stream_abandoned_mid_way_closes_quietly(resumable: str, seeded_registry: Registry) -> None:
+    """A destination failing mid-blob leaves the registry stream half-read; closing it late (at
+    event loop shutdown) prints nothing -- no 'generator didn't stop after athrow()' traceback."""
+    proc = subprocess.run([sys.executable, "-c", ABANDON, seeded_registry.host, resumable], capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert proc.stdout.strip() == "destination failed"
+    assert proc.stderr == "", proc.stderr

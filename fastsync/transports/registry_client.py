@@ -35,6 +35,9 @@ def push(repo: str) -> str:
     return f"repository:{repo}:pull,push"
 
 
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
 def _error_text(status: int, body: bytes) -> tuple[str, str]:
     """(code, message) from an OCI error body, falling back to the HTTP status."""
     try:
@@ -123,7 +126,20 @@ class RegistryClient:
                       headers: Optional[dict[str, str]] = None, data: Any = None,
                       params: Optional[dict[str, str]] = None, ok: tuple[int, ...] = (200,),
                       what: str = "", allow_redirects: bool = True) -> AsyncIterator["aiohttp.ClientResponse"]:
-        """One request with auth: on 401, answer the challenge and retry once (replayable bodies only)."""
+        """One request with auth (see `send`), released when the block ends."""
+        resp = await self.send(method, path_or_url, scopes, headers=headers, data=data, params=params, ok=ok,
+                               what=what, allow_redirects=allow_redirects)
+        try:
+            yield resp
+        finally:
+            resp.release()
+
+    async def send(self, method: str, path_or_url: str, scopes: Iterable[str], *,
+                   headers: Optional[dict[str, str]] = None, data: Any = None,
+                   params: Optional[dict[str, str]] = None, ok: tuple[int, ...] = (200,),
+                   what: str = "", allow_redirects: bool = True) -> "aiohttp.ClientResponse":
+        """One request with auth: on 401, answer the challenge and retry once (replayable bodies only).
+        Returns a response whose status is in `ok`; the caller releases it."""
         import aiohttp
 
         base = await self.ping()
@@ -150,15 +166,17 @@ class RegistryClient:
                 if resp.status == 401 and attempt == 0 and replayable and \
                         authn.on_challenge(resp.headers.get("WWW-Authenticate", ""), scopes):
                     await resp.read()
+                    resp.release()
                     continue
                 if resp.status not in ok:
                     body = await resp.read() if method != "HEAD" else b""
                     raise self._error(resp.status, body, what or f"{method} {urlsplit(url).path}", authn.creds,
                                       resp.headers.get("Retry-After"))
-                yield resp
-                return
-            finally:
+            except BaseException:
                 resp.release()
+                raise
+            return resp
+        raise AssertionError("unreachable")
 
     def _error(self, status: int, body: bytes, what: str, creds: Optional["Credentials"] = None,
                retry_after: Optional[str] = None) -> FastsyncError:
@@ -222,42 +240,61 @@ class RegistryClient:
         except NotFound:
             return False
 
-    async def blob_chunks(self, repo: str, desc: Descriptor) -> AsyncIterator[bytes]:
-        """Stream a blob, following redirects by hand so credentials never leave the registry host."""
+    async def blob_chunks(self, repo: str, desc: Descriptor, offset: int = 0) -> AsyncIterator[bytes]:
+        """Stream a blob (from byte `offset` on, with Range), following redirects by hand so
+        credentials never leave the registry host. A server that ignores Range answers 200 and the
+        first `offset` bytes are skipped; 429/5xx raise errors carrying Retry-After.
+
+        One flat async generator (no context managers or generators inside): abandoned half-read and
+        closed late, at event loop shutdown, it only releases its response."""
         import aiohttp
 
         what = f"reading blob {desc.digest} from {self.host}/{repo}"
-        async with self.request("GET", f"/v2/{repo}/blobs/{desc.digest}", (pull(repo),),
-                                ok=(200, 301, 302, 303, 307, 308), what=what, allow_redirects=False) as resp:
-            if resp.status == 200:
-                async for chunk in _iter(resp, what):
-                    yield chunk
-                return
-            location = urljoin(str(resp.url), resp.headers.get("Location", ""))
-        origin = _origin(self.base or "")
-        for _ in range(10):
-            headers = {}
-            if _origin(location) == origin:
-                auth = await (await self.authenticator(repo)).header((pull(repo),))
-                if auth:
-                    headers["Authorization"] = auth
-            else:  # blob storage elsewhere (S3-like): never hand it the registry's credentials
-                log.debug("blob %s redirected to %s (no Authorization sent)", desc.digest, _loggable(location))
-            try:
-                async with self.session.http.get(location, headers=headers, allow_redirects=False,
-                                                 ssl=self.ssl if location.startswith("https:") else None) as r:
-                    log.debug("GET %s -> %d", _loggable(location), r.status)
-                    if r.status in (301, 302, 303, 307, 308):
-                        location = urljoin(location, r.headers.get("Location", ""))
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        resp = await self.send("GET", f"/v2/{repo}/blobs/{desc.digest}", (pull(repo),), headers=headers,
+                               ok=(200, 206) + _REDIRECTS, what=what, allow_redirects=False)
+        try:
+            location = urljoin(str(resp.url), resp.headers.get("Location", "")) if resp.status in _REDIRECTS else None
+            origin = _origin(self.base or "")
+            for _ in range(11):
+                if location is not None:
+                    resp.release()
+                    hdrs = dict(headers)
+                    if _origin(location) == origin:
+                        auth = await (await self.authenticator(repo)).header((pull(repo),))
+                        if auth:
+                            hdrs["Authorization"] = auth
+                    else:  # blob storage elsewhere (S3-like): never hand it the registry's credentials
+                        log.debug("blob %s redirected to %s (no Authorization sent)", desc.digest,
+                                  _loggable(location))
+                    try:
+                        resp = await self.session.http.get(location, headers=hdrs, allow_redirects=False,
+                                                           ssl=self.ssl if location.startswith("https:") else None)
+                    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                        raise NetworkError(f"{what}: {_describe(exc)}") from None
+                    log.debug("GET %s -> %d", _loggable(location), resp.status)
+                    if resp.status in _REDIRECTS:
+                        location = urljoin(location, resp.headers.get("Location", ""))
                         continue
-                    if r.status != 200:
-                        raise self._error(r.status, await r.read(), what, None, r.headers.get("Retry-After"))
-                    async for chunk in _iter(r, what):
+                    if resp.status not in (200, 206):
+                        raise self._error(resp.status, await resp.read(), what, None, resp.headers.get("Retry-After"))
+                skip = offset if resp.status == 200 else 0
+                if resp.status == 206 and not resp.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
+                    raise RegistryError(f"{what}: unexpected Content-Range {resp.headers.get('Content-Range')!r}")
+                try:
+                    async for chunk in resp.content.iter_chunked(CHUNK):
+                        if skip:
+                            if len(chunk) <= skip:
+                                skip -= len(chunk)
+                                continue
+                            chunk, skip = chunk[skip:], 0
                         yield chunk
-                    return
-            except aiohttp.ClientError as exc:
-                raise NetworkError(f"{what}: {_describe(exc)}") from None
-        raise RegistryError(f"{what}: too many redirects")
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                    raise NetworkError(f"{what}: {_describe(exc)}") from None
+                return
+            raise RegistryError(f"{what}: too many redirects")
+        finally:
+            resp.release()
 
     async def mount_blob(self, repo: str, desc: Descriptor, from_repo: str) -> bool:
         """Cross-repository mount; True when the registry mounted it (201)."""
@@ -366,16 +403,6 @@ def next_link(header: str, base: str) -> Optional[str]:
         if 'rel="next"' in params.replace(" ", "") or "rel=next" in params.replace(" ", ""):
             return urljoin(base, target.strip().strip("<>"))
     return None
-
-
-async def _iter(resp: "aiohttp.ClientResponse", what: str) -> AsyncIterator[bytes]:
-    import aiohttp
-
-    try:
-        async for chunk in resp.content.iter_chunked(CHUNK):
-            yield chunk
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        raise NetworkError(f"{what}: {_describe(exc)}") from None
 
 
 def _body_error(exc: BaseException) -> Optional[FastsyncError]:

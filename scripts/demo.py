@@ -51,8 +51,9 @@ def report_line(path: Path) -> str:
     for i in imgs:
         by_status[i["status"]] = by_status.get(i["status"], 0) + 1
     moved = sum(i["bytes_transferred"] for i in imgs)
+    cached = sum(i["bytes_from_cache"] for i in imgs)
     return (f"report: {len(imgs)} images ({', '.join(f'{n} {s}' for s, n in sorted(by_status.items()))}), "
-            f"{moved // 1024} KiB transferred")
+            f"{moved // 1024} KiB transferred, {cached // 1024} KiB from the cache")
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, AsyncIterator, ClassVar, Optional
@@ -16,6 +17,9 @@ if TYPE_CHECKING:
     from ..session import Session
 
 CHUNK = 1 << 20
+
+
+_NAMESPACES = itertools.count(1)
 
 
 class ImageReference(ABC):
@@ -88,8 +92,12 @@ class ImageDestination(ABC):
 
     @property
     def blob_namespace(self) -> str:
-        """Where this destination keeps blobs; two destinations with equal namespaces share blobs."""
-        return f"{type(self).__name__}:{id(self)}"
+        """Where this destination keeps blobs; two destinations with equal namespaces share blobs.
+        By default each destination object is its own (a counter, not id(): ids are reused)."""
+        ns = self.__dict__.get("_blob_namespace")
+        if ns is None:
+            ns = self.__dict__["_blob_namespace"] = f"{type(self).__name__}:{next(_NAMESPACES)}"
+        return ns
 
     async def try_reuse_blob(self, desc: Descriptor, mount_from: Optional["DockerReference"] = None) -> bool:
         """True when the blob is already there (or was mounted/linked without a transfer)."""

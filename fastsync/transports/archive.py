@@ -17,7 +17,8 @@ import os
 import posixpath
 import tarfile
 import tempfile
-from typing import AsyncIterator, Callable, Optional
+from contextlib import contextmanager
+from typing import AsyncIterator, Callable, Iterator, Optional
 
 from .. import native
 from ..errors import FastsyncError, NotFound
@@ -187,7 +188,7 @@ class TarWriter:
             if self.aborted:
                 raise ArchiveError(f"{self.what}: the archive was abandoned")
             start = self.f.tell()
-            try:
+            with self._member_at(start):
                 placeholder = _header(name_for() if decoder is None else "0" * 64 + ".tar")
                 self.f.write(placeholder)
                 size = await pump(chunks, self.f.write, decoder)
@@ -203,11 +204,6 @@ class TarWriter:
                 self.f.seek(start)
                 self.f.write(header)
                 self.f.seek(end)
-            except BaseException:
-                self._cut(start)
-                raise
-            finally:
-                self._closed_if_aborted()
             self.members[name] = (start + len(header), size)
             return name
 
@@ -224,16 +220,11 @@ class TarWriter:
                         return name
                     start = self.f.tell()
                     header = _header(name, size)
-                    try:
+                    with self._member_at(start):
                         self.f.write(header)
                         spool.seek(0)
                         await asyncio.get_running_loop().run_in_executor(None, _copy, spool, self.f, size)
                         self.f.write(_pad(size))
-                    except BaseException:
-                        self._cut(start)
-                        raise
-                    finally:
-                        self._closed_if_aborted()
                     self.members[name] = (start + len(header), size)
                     return name
         finally:
@@ -260,6 +251,17 @@ class TarWriter:
             _unlink(path)
         if not self.lock.locked():
             self.f.close()
+
+    @contextmanager
+    def _member_at(self, start: int) -> Iterator[None]:
+        """Writing one member from `start`: a failure cuts it off again, so retries start clean."""
+        try:
+            yield
+        except BaseException:
+            self._cut(start)
+            raise
+        finally:
+            self._closed_if_aborted()
 
     def _cut(self, start: int) -> None:
         """Cut a failed member off again, so the archive ends where it did before."""

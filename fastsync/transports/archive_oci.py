@@ -9,17 +9,16 @@ extracted.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from typing import TYPE_CHECKING, Any, AsyncIterator, Optional
 
 from .. import model as m
-from ..errors import DigestMismatch, FastsyncError, InvalidReference, ManifestError, NotFound
-from ..manifest import dumps, manifest_digest, parse_manifest
+from ..errors import FastsyncError, NotFound
+from ..manifest import dumps
 from ..model import Descriptor, Digest
-from .archive import ArchiveError, TarReader, TarWriter
-from .base import Capabilities, ImageDestination, ImageReference, ImageSource
-from .oci import _REF_RE, LAYOUT, REF_NAME
+from .archive import TarReader, TarWriter
+from .base import Capabilities, ImageDestination, ImageSource
+from .oci import LAYOUT, REF_NAME, PathRefReference, checked_manifest, index_entry
 
 if TYPE_CHECKING:
     from ..manifest import Manifest
@@ -31,32 +30,16 @@ def blob_member(digest: Digest) -> str:
     return f"blobs/{digest.algorithm}/{digest.hex}"
 
 
-class OCIArchiveReference(ImageReference):
+class OCIArchiveReference(PathRefReference):
     transport = "oci-archive"
-
-    def __init__(self, path: str, ref: str = "") -> None:
-        self.path = os.path.abspath(path)
-        self.ref = ref
-
-    @classmethod
-    def parse(cls, details: str) -> "OCIArchiveReference":
-        path, _, ref = details.partition(":")
-        if not path:
-            raise InvalidReference(f"invalid image name 'oci-archive:{details}': an archive path is required")
-        if ref and not _REF_RE.match(ref):
-            raise InvalidReference(f"invalid image name 'oci-archive:{details}': invalid reference name {ref!r}")
-        return cls(path, ref)
-
-    @property
-    def details(self) -> str:
-        return f"{self.path}:{self.ref}" if self.ref else self.path
+    container = "archive"
 
     async def open_source(self, session: "Session", opts: "TransportOptions") -> "OCIArchiveSource":
         loop = asyncio.get_running_loop()
         reader = await loop.run_in_executor(None, TarReader, self.path, str(self), session.options.tmpdir)
         try:
-            index = read_index(reader, str(self))
-            return OCIArchiveSource(self, reader, index, resolve(index, self))
+            index = read_index(reader, self)
+            return OCIArchiveSource(self, reader, index, self.pick(index))
         except BaseException:
             reader.close()
             raise
@@ -67,29 +50,12 @@ class OCIArchiveReference(ImageReference):
         return OCIArchiveDestination(self)
 
 
-def read_index(reader: TarReader, what: str) -> dict[str, Any]:
+def read_index(reader: TarReader, ref: OCIArchiveReference) -> dict[str, Any]:
     try:
-        doc = json.loads(reader.read("index.json"))
+        raw: Optional[bytes] = reader.read("index.json")
     except NotFound:
-        raise ArchiveError(f"{what}: not an OCI archive (no index.json)") from None
-    except ValueError as exc:
-        raise ManifestError(f"{what}: index.json is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("manifests", []), list):
-        raise ManifestError(f"{what}: index.json is malformed")
-    return doc
-
-
-def resolve(index: dict[str, Any], ref: OCIArchiveReference) -> Descriptor:
-    entries = index.get("manifests") or []
-    if ref.ref:
-        found = [d for d in entries if (d.get("annotations") or {}).get(REF_NAME) == ref.ref]
-        if not found:
-            raise NotFound(f"{ref}: no image named {ref.ref!r} in the archive")
-    else:
-        found = entries
-        if len(found) != 1:
-            raise NotFound(f"{ref}: the archive holds {len(found)} images; name one as oci-archive:PATH:REF")
-    return Descriptor.from_json(found[0])
+        raw = None
+    return ref.parse_index(raw)
 
 
 class OCIArchiveSource(ImageSource):
@@ -105,11 +71,7 @@ class OCIArchiveSource(ImageSource):
             raw = self.reader.read(blob_member(digest))
         except NotFound:
             raise NotFound(f"{self.reference}: manifest {digest} not found") from None
-        actual = manifest_digest(raw)
-        if actual != digest:
-            raise DigestMismatch(f"manifest in {self.reference}", str(digest), str(actual))
-        mt = self.top.media_type if digest == self.top.digest else ""
-        return raw, mt or parse_manifest(raw).media_type
+        return checked_manifest(raw, digest, self.top, self.reference)
 
     def blob_chunks(self, desc: Descriptor) -> AsyncIterator[bytes]:
         name = blob_member(desc.digest)
@@ -150,12 +112,7 @@ class OCIArchiveDestination(ImageDestination):
             self.top = man.descriptor()
 
     async def commit(self) -> None:
-        if self.top is None:
-            raise FastsyncError(f"{self.reference}: nothing to commit (no manifest was written)")
-        entry: dict[str, Any] = {"mediaType": self.top.media_type, "digest": str(self.top.digest),
-                                 "size": self.top.size}
-        if self.reference.ref:
-            entry["annotations"] = {REF_NAME: self.reference.ref}
+        entry = index_entry(self.top, self.reference)
         self.tar.add_bytes("index.json", dumps({"schemaVersion": 2, "manifests": [entry]}))
         self.tar.add_bytes("oci-layout", LAYOUT)
         await asyncio.get_running_loop().run_in_executor(None, self.tar.finish)

@@ -25,25 +25,59 @@ LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 _REF_RE = re.compile(r"^[A-Za-z0-9]+(?:[-._:@/+][A-Za-z0-9]+)*$")
 
 
-class OCIImageReference(ImageReference):
-    transport = "oci"
+class PathRefReference(ImageReference):
+    """`PATH[:REF]` names: oci: (a layout directory) and oci-archive: (a tar of one)."""
+
+    container = "layout"          # what PATH holds, in messages
 
     def __init__(self, path: str, ref: str = "") -> None:
         self.path = os.path.abspath(path)
         self.ref = ref
 
     @classmethod
-    def parse(cls, details: str) -> "OCIImageReference":
+    def parse(cls, details: str) -> "PathRefReference":
         path, _, ref = details.partition(":")
+        name = f"invalid image name '{cls.transport}:{details}'"
         if not path:
-            raise InvalidReference(f"invalid image name 'oci:{details}': a layout path is required")
+            article = "an" if cls.container[0] in "aeiou" else "a"
+            raise InvalidReference(f"{name}: {article} {cls.container} path is required")
         if ref and not _REF_RE.match(ref):
-            raise InvalidReference(f"invalid image name 'oci:{details}': invalid reference name {ref!r}")
+            raise InvalidReference(f"{name}: invalid reference name {ref!r}")
         return cls(path, ref)
 
     @property
     def details(self) -> str:
         return f"{self.path}:{self.ref}" if self.ref else self.path
+
+    def parse_index(self, raw: Optional[bytes]) -> dict[str, Any]:
+        """index.json's document (None: there is none), checked for shape."""
+        if raw is None:
+            raise NotFound(f"{self}: not an OCI {self.container} (no index.json)")
+        try:
+            doc = json.loads(raw)
+        except ValueError as exc:
+            raise ManifestError(f"{self}: index.json is not valid JSON: {exc}") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("manifests", []), list):
+            raise ManifestError(f"{self}: index.json is malformed")
+        return doc
+
+    def pick(self, index: dict[str, Any]) -> Descriptor:
+        """The descriptor in an index.json document that this reference names."""
+        entries = index.get("manifests") or []
+        if self.ref:
+            found = [d for d in entries if (d.get("annotations") or {}).get(REF_NAME) == self.ref]
+            if not found:
+                raise NotFound(f"{self}: no image named {self.ref!r} in the {self.container}")
+        else:
+            found = entries
+            if len(found) != 1:
+                raise NotFound(f"{self}: the {self.container} holds {len(found)} images; name one as "
+                               f"{self.transport}:PATH:REF")
+        return Descriptor.from_json(found[0])
+
+
+class OCIImageReference(PathRefReference):
+    transport = "oci"
 
     def blob_path(self, digest: Digest) -> str:
         return os.path.join(self.path, "blobs", digest.algorithm, digest.hex)
@@ -59,27 +93,14 @@ class OCIImageReference(ImageReference):
     def read_index(self) -> dict[str, Any]:
         try:
             with open(os.path.join(self.path, "index.json"), "rb") as f:
-                doc = json.load(f)
+                raw: Optional[bytes] = f.read()
         except FileNotFoundError:
-            raise NotFound(f"{self}: not an OCI layout (no index.json)") from None
-        except ValueError as exc:
-            raise ManifestError(f"{self}: index.json is not valid JSON: {exc}") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("manifests", []), list):
-            raise ManifestError(f"{self}: index.json is malformed")
-        return doc
+            raw = None
+        return self.parse_index(raw)
 
     def resolve(self) -> Descriptor:
         """The descriptor in index.json that this reference names."""
-        entries = self.read_index().get("manifests") or []
-        if self.ref:
-            found = [d for d in entries if (d.get("annotations") or {}).get(REF_NAME) == self.ref]
-            if not found:
-                raise NotFound(f"{self}: no image named {self.ref!r} in the layout")
-        else:
-            found = entries
-            if len(found) != 1:
-                raise NotFound(f"{self}: the layout holds {len(found)} images; name one as oci:PATH:REF")
-        return Descriptor.from_json(found[0])
+        return self.pick(self.read_index())
 
     async def delete(self, session: "Session", opts: "TransportOptions") -> None:
         with locked(self.path):
@@ -88,6 +109,26 @@ class OCIImageReference(ImageReference):
             doc["manifests"] = [d for d in doc.get("manifests") or []
                                 if (d.get("annotations") or {}).get(REF_NAME, "") != self.ref]
             atomic_write(os.path.join(self.path, "index.json"), dumps(doc))
+
+
+def checked_manifest(raw: bytes, digest: Digest, top: Descriptor, ref: ImageReference) -> tuple[bytes, str]:
+    """A manifest read from a layout, checked against its digest; with its media type (the index
+    entry's for the top one, else the manifest's own)."""
+    actual = manifest_digest(raw)
+    if actual != digest:
+        raise DigestMismatch(f"manifest in {ref}", str(digest), str(actual))
+    mt = top.media_type if digest == top.digest else ""
+    return raw, mt or parse_manifest(raw).media_type
+
+
+def index_entry(top: Optional[Descriptor], ref: PathRefReference) -> dict[str, Any]:
+    """index.json's entry for the image a destination wrote (its ref name annotated)."""
+    if top is None:
+        raise FastsyncError(f"{ref}: nothing to commit (no manifest was written)")
+    entry: dict[str, Any] = {"mediaType": top.media_type, "digest": str(top.digest), "size": top.size}
+    if ref.ref:
+        entry["annotations"] = {REF_NAME: ref.ref}
+    return entry
 
 
 @contextmanager
@@ -113,11 +154,7 @@ class OCISource(ImageSource):
                 raw = f.read()
         except FileNotFoundError:
             raise NotFound(f"{self.reference}: manifest {digest} not found") from None
-        actual = manifest_digest(raw)
-        if actual != digest:
-            raise DigestMismatch(f"manifest in {self.reference}", str(digest), str(actual))
-        mt = self.top.media_type if digest == self.top.digest else ""
-        return raw, mt or parse_manifest(raw).media_type
+        return checked_manifest(raw, digest, self.top, self.reference)
 
     def blob_path(self, desc: Descriptor) -> Optional[str]:
         return self.reference.blob_path(desc.digest)
@@ -174,12 +211,7 @@ class OCIDestination(ImageDestination):
             self.top = man.descriptor()
 
     async def commit(self) -> None:
-        if self.top is None:
-            raise FastsyncError(f"{self.reference}: nothing to commit (no manifest was written)")
-        entry: dict[str, Any] = {"mediaType": self.top.media_type, "digest": str(self.top.digest),
-                                 "size": self.top.size}
-        if self.reference.ref:
-            entry["annotations"] = {REF_NAME: self.reference.ref}
+        entry = index_entry(self.top, self.reference)
         index_path = os.path.join(self.reference.path, "index.json")
         with locked(self.reference.path):
             doc: dict[str, Any] = {"schemaVersion": 2, "manifests": []}

@@ -73,6 +73,8 @@ def login(ctx: click.Context, registry: str, username: Optional[str], password: 
         if not username:
             raise UsageError("Must provide --username with --password-stdin")
         password = "".join(sys.stdin.read().splitlines())
+        if not password:
+            raise UsageError("--password-stdin: standard input held no password")
     if not username and not password and known and known.username and known.password:
         click.echo(f"Authenticating with existing credentials for {key}")
         try:

@@ -325,12 +325,16 @@ async def image_syncer_source(session: Session, inp: SyncInput) -> list[SourceIm
     """image-syncer's images file: {"src[:t1,t2]": "dst" | ["dst", ...] | ""}; an empty destination
     means DESTINATION (default registry/namespace) + the repository's last name."""
     doc = _load_doc(inp.source, "images file")
-    if isinstance(doc, dict) and isinstance(doc.get("images"), dict):
+    if isinstance(doc, dict) and "images" in doc and ("auth" in doc or not isinstance(doc["images"], str)):
         doc = doc["images"]              # the older single config file: {"auth": ..., "images": ...}
     if not isinstance(doc, dict):
         raise UsageError(f"images file {inp.source}: expected a mapping of source to destination")
     jobs = []
     for key, value in doc.items():
+        if not (value is None or isinstance(value, str) or
+                (isinstance(value, list) and all(isinstance(v, str) for v in value))):
+            raise UsageError(f"images file {inp.source}: source {key!r}: the destination must be a name, "
+                             f"a list of names or empty, not {type(value).__name__}")
         name, tags = _split_tags(str(key))
         try:
             src = parse_docker_reference(name)

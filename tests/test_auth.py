@@ -110,6 +110,8 @@ def test_login_flags_and_keys_as_skopeo(auth_registry, env, tmp_path):
     assert_one_line_error(run("login", "-u", "a", "-p", "b", "--password-stdin", host, env=env),
                           "Can't specify both --password-stdin and --password")
     assert_one_line_error(run("login", "--password-stdin", host, env=env), "Must provide --username")
+    assert_one_line_error(run("login", "-u", "a", "--password-stdin", host, env=env, input=b""),
+                          "standard input held no password", code=2)
     assert_one_line_error(run("login", "-u", "a", "-p", "b", f"{host}/a/b:tag", env=env), "contains tag or digest")
     assert_one_line_error(run("logout", "--all", host, env=env), "--all takes no arguments")
     authfile = tmp_path / "custom" / "auth.json"

@@ -255,12 +255,16 @@ def test_yaml_semver_and_regex_select_tags(src: Registry, fresh_registry: Regist
     (["--src", "docker", "--dest", "docker", "Bad_Name!", "h/x"], "Cannot obtain a valid image reference"),
     (["--src", "list", "--dest", "docker", "LIST", "h/x"], "LIST"),
     (["--src", "yaml", "--dest", "docker", "YAML", "h/x"], "Failed to unmarshal"),
+    (["--src", "image-syncer", "--dest", "docker", "NUMBERS", "h/x"], "expected a mapping of source to destination"),
+    (["--src", "image-syncer", "--dest", "docker", "NESTED", "h/x"], "the destination must be a name"),
 ])
 def test_bad_input_is_one_line(args: list[str], fragment: str, tmp_path: Path) -> None:
     (tmp_path / "bad.yml").write_text("registry:\n  images: [unclosed\n")
+    (tmp_path / "numbers.json").write_text('{"images": 5}')
+    (tmp_path / "nested.json").write_text('{"a.io/x/y:1": {"k": 1}}')
     (tmp_path / "bad.list").write_text("ok/image:1\nNot A Reference\n")
-    args = [str(tmp_path / "bad.yml") if a == "YAML" else str(tmp_path / "bad.list") if a == "LIST" else a
-            for a in args]
+    files = {"YAML": "bad.yml", "LIST": "bad.list", "NUMBERS": "numbers.json", "NESTED": "nested.json"}
+    args = [str(tmp_path / files[a]) if a in files else a for a in args]
     fragment = str(tmp_path / "bad.list") if fragment == "LIST" else fragment
     assert_one_line_error(sync(*args, cache=tmp_path / "cache"), fragment)
 

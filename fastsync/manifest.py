@@ -60,8 +60,9 @@ def schema1_payload(raw: bytes, doc: Mapping[str, Any]) -> bytes:
         protected = json.loads(_b64url(sigs[0]["protected"]))
         length = int(protected["formatLength"])
         tail = _b64url(protected["formatTail"])
-    except (KeyError, ValueError, TypeError, IndexError) as exc:
-        raise ManifestError(f"malformed schema 1 signature: {exc}") from None
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError):
+        raise ManifestError("malformed schema 1 signature: signatures[0].protected must be base64url JSON "
+                            "holding formatLength and formatTail") from None
     return raw[:length] + tail
 
 

@@ -200,3 +200,13 @@ def test_version_names_the_backend():
 
 def test_manifest_digest_of_a_missing_file():
     assert_one_line_error(fastsync("manifest-digest", "/nonexistent/manifest.json"), "manifest.json", code=1)
+
+
+@pytest.mark.parametrize("signatures", [[{"header": {}, "signature": "x", "protected": 5}], 5, [5]])
+def test_manifest_digest_of_a_badly_signed_schema1(signatures, tmp_path):
+    doc = {"schemaVersion": 1, "name": "a/b", "tag": "1", "architecture": "amd64", "fsLayers": [],
+           "history": [], "signatures": signatures}
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(doc, indent=3))
+    assert_one_line_error(fastsync("manifest-digest", str(path)), "malformed schema 1 signature",
+                          "formatLength and formatTail", code=1)

@@ -267,8 +267,10 @@ def test_concurrent_tag_commits_share_syncfs_calls(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(storage_dest, "_syncfs_now", slow_syncfs)
     monkeypatch.setattr(storage_dest, "_GROUPS", {})
     asked: list[tuple[float, float]] = []
+    barrier = threading.Barrier(40)
 
     def commit() -> None:
+        barrier.wait()
         t0 = _time.monotonic()
         storage_dest.flush_tree(str(tmp_path))
         asked.append((t0, _time.monotonic()))
@@ -277,6 +279,6 @@ def test_concurrent_tag_commits_share_syncfs_calls(monkeypatch: pytest.MonkeyPat
         t.start()
     for t in threads:
         t.join()
-    assert len(asked) == 40 and 1 <= len(starts) <= 4
+    assert len(asked) == 40 and 1 <= len(starts) <= 10      # one each would be 40
     for t0, t1 in asked:
         assert any(t0 <= s and s + 0.05 <= t1 for s in starts)

@@ -175,10 +175,6 @@ class PlannedReference(ImageReference):
         self.transport = inner.transport  # type: ignore[misc]
         self.manifests = manifests
 
-    @classmethod
-    def parse(cls, details: str) -> "PlannedReference":
-        raise NotImplementedError("PlannedReference wraps an existing reference")
-
     @property
     def details(self) -> str:
         return self.inner.details

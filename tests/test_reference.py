@@ -53,6 +53,19 @@ def test_image_names_dispatch_on_transport(tmp_path):
     assert parse_image_name(f"oci:{tmp_path}/layout").ref == ""
 
 
+@pytest.mark.parametrize("details", ["//127.0.0.1:5000/ns/app:1", "/srv/t/x", "/srv/t/layout:ref",
+                                     "/srv/t/root:ns/app:1", "/srv/t/app-oci.tar:v1", "/srv/t/app.tar:ns/app:1"])
+def test_every_registered_transport_parses_its_names(details):
+    """Each class in TRANSPORTS has `parse`, and str() of what it parses names it again."""
+    from fastsync.reference import TRANSPORTS
+    for transport in TRANSPORTS:
+        if (transport == "docker") != details.startswith("//"):
+            continue
+        ref = parse_image_name(f"{transport}:{details}")
+        assert ref.transport == transport
+        assert str(parse_image_name(str(ref))) == str(ref)
+
+
 @pytest.mark.parametrize("name,fragment", [
     ("alpine", "expected transport:details"),
     ("bogus:x", "unknown transport 'bogus'"),

@@ -5,6 +5,7 @@ import socket
 import ssl
 import threading
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 from urllib.parse import urlsplit
@@ -32,7 +33,7 @@ class ProxiedRequest:
     at: float = 0.0      # time.monotonic() when the answer was decided
 
 
-class _HTTPServer:
+class _HTTPServer(ABC):
     """An aiohttp app on its own loop thread."""
 
     _name = "fastsync-http"
@@ -52,8 +53,9 @@ class _HTTPServer:
     def url(self) -> str:
         return f"http://{self.host}"
 
+    @abstractmethod
     def _handler(self) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        raise NotImplementedError
+        """The aiohttp handler answering every request."""
 
     async def _on_start(self) -> None:
         pass

@@ -23,13 +23,13 @@ _NAMESPACES = itertools.count(1)
 
 
 class ImageReference(ABC):
-    """A parsed `transport:details` image name that can open a source or a destination."""
+    """A parsed `transport:details` image name that can open a source or a destination.
+
+    A transport's class (listed in `fastsync.reference.TRANSPORTS`) also has a classmethod
+    `parse(details)` that builds it from the text after `transport:`; references made by code
+    (the sync planner's wrapper, for one) need none."""
 
     transport: ClassVar[str]
-
-    @classmethod
-    @abstractmethod
-    def parse(cls, details: str) -> "ImageReference": ...
 
     @property
     @abstractmethod

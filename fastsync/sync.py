@@ -61,12 +61,18 @@ class SourceKind(Protocol):
     async def __call__(self, session: Session, inp: SyncInput) -> list[SourceImage]: ...
 
 
+def _as_written(destination: str) -> str:
+    return destination
+
+
 @dataclass(frozen=True)
 class DestKind:
     name: str
     reference: Callable[[str], ImageReference]        # the joined name -> reference
     probe: Callable[[ImageReference, TransportOptions], Optional[Probe]]
     local: bool = False                               # a filesystem path (dir -> dir is refused)
+    # DESTINATION as written -> as image names are joined to it (registry-storage: a bare ROOT is ROOT:)
+    destination: Callable[[str], str] = _as_written
 
 
 SOURCE_KINDS: dict[str, str] = {
@@ -246,9 +252,7 @@ async def resolve(session: Session, src_kind: str, dest_kind: str, inp: SyncInpu
     """Expand SOURCE into images and name each one's destination (no image is read yet)."""
     source: SourceKind = _load(SOURCE_KINDS, src_kind, "source")
     dest: DestKind = _load(DEST_KINDS, dest_kind, "destination")
-    spell = getattr(dest, "destination", None)      # a kind's own DESTINATION spelling (ROOT -> ROOT:)
-    if spell is not None:
-        inp = dataclasses.replace(inp, destination=spell(inp.destination))
+    inp = dataclasses.replace(inp, destination=dest.destination(inp.destination))
     if src_kind == "dir" and dest.local and dest_kind == "dir":
         raise UsageError("sync from 'dir' to 'dir' not implemented, consider using rsync instead")
     images = await source(session, inp)

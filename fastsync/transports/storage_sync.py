@@ -10,12 +10,11 @@ host): ``sync --src registry-storage --dest docker /var/lib/registry harbor.loca
 DESTINATION is ``ROOT:`` or ``ROOT:PREFIX`` (the colon ends the storage root, as in
 ``registry-storage:ROOT:NAME``): ``sync --src list --dest registry-storage images.list ./out:``
 writes ``registry-storage:./out:ns/app:1`` for the line ``ns/app:1``. A bare ``ROOT`` means
-``ROOT:`` (no prefix): `SYNC_DEST.destination` spells it so before the image names are joined to
+``ROOT:`` (no prefix): `dest_root` (SYNC_DEST.destination) spells it so before the image names are joined to
 it; on its own, `dest_reference` can tell where a bare ROOT ends only in a tree that exists.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
 
 from ..errors import FastsyncError, NotFound, UsageError
@@ -82,16 +81,7 @@ def _probe(ref: ImageReference, opts: TransportOptions):  # noqa: ANN202
     return probe
 
 
-@dataclass(frozen=True)
-class StorageDestKind(DestKind):
-    """The registry-storage DestKind, plus `destination` (DESTINATION as written -> as joined with the
-    image names), which fastsync.sync applies when a DestKind has it."""
-
-    def destination(self, text: str) -> str:
-        return dest_root(text)
-
-
 SYNC_SOURCE = sync_source
-SYNC_DEST = StorageDestKind("registry-storage", dest_reference, _probe, local=True)
+SYNC_DEST = DestKind("registry-storage", dest_reference, _probe, local=True, destination=dest_root)
 
-__all__ = ["SYNC_SOURCE", "SYNC_DEST", "Layout", "StorageDestKind", "dest_reference", "dest_root"]
+__all__ = ["SYNC_SOURCE", "SYNC_DEST", "Layout", "dest_reference", "dest_root"]

@@ -151,6 +151,12 @@ def handle_errors(f: Callable) -> Callable:
     return wrapper
 
 
+def check_retry_times(retry_times: int) -> int:
+    if retry_times < 0:
+        raise UsageError("--retry-times must not be negative")
+    return retry_times
+
+
 def with_retries(fn: Callable[[], Any], retry_times: int) -> Any:
     """Run a whole registry operation (inspect, list-tags, delete), again after a retryable failure
     (connection errors, 408/429/5xx) up to `retry_times` more times, as skopeo's --retry-times."""
@@ -158,8 +164,7 @@ def with_retries(fn: Callable[[], Any], retry_times: int) -> Any:
 
     from .engine import retry_delay
 
-    if retry_times < 0:
-        raise UsageError("--retry-times must not be negative")
+    check_retry_times(retry_times)
     for attempt in range(retry_times + 1):
         try:
             return fn()
@@ -242,8 +247,7 @@ def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_ar
          remove_signatures: bool, authfile: Optional[str], dest_compress: bool, dest_decompress: bool,
          dest_compress_format: Optional[str], dest_compress_level: Optional[int], **kw: Any) -> None:
     """Copy an image from SOURCE to DESTINATION (transport:details names)."""
-    if retry_times < 0:
-        raise UsageError("--retry-times must not be negative")
+    check_retry_times(retry_times)
     if all_ and multi_arch not in (None, "all"):
         raise UsageError("--all conflicts with --multi-arch " + str(multi_arch))
     options = CopyOptions(multi_arch="all" if all_ else (multi_arch or "system"), platform=_platform(ctx),

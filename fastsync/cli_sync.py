@@ -50,7 +50,7 @@ def _store(cache: Optional[str], no_cache: bool = False) -> Any:
 
 
 def register(main: click.Group) -> None:
-    from .cli import compression_options, handle_errors, topts, transport_flags
+    from .cli import check_retry_times, compression_options, handle_errors, topts, transport_flags
 
     @main.command()
     @click.argument("source")
@@ -101,8 +101,7 @@ def register(main: click.Group) -> None:
         destination = destination or dest_registry
         if not destination and src_kind != "image-syncer":    # its rules may name every destination
             raise UsageError("missing DESTINATION (or --dest-registry)")
-        if retry_times < 0:
-            raise UsageError("--retry-times must not be negative")
+        check_retry_times(retry_times)
         copy = CopyOptions(multi_arch="all" if all_ else "system", platform=ctx.obj["platform"], format=fmt,
                            preserve_digests=preserve_digests, remove_signatures=remove_signatures,
                            retry_times=retry_times, blob_concurrency=64,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Optional
 
 import orjson
 
-from .errors import NetworkError, Unauthorized
+from .errors import NetworkError, Unauthorized, body_snippet
 from .options import Credentials, TransportOptions
 
 if TYPE_CHECKING:
@@ -175,8 +175,7 @@ def parse_token_response(body: bytes, what: str) -> tuple[str, float]:
     try:
         doc = orjson.loads(body)
     except ValueError:
-        text = " ".join(body[:160].decode("utf-8", "replace").split())
-        shown = repr(text[:40] + ("..." if len(text) > 40 else "")) if text else "an empty body"
+        shown = body_snippet(body, empty="an empty body")
         raise Unauthorized(f"{what} sent no token (its answer is not JSON: {shown})", 401) from None
     if not isinstance(doc, dict):
         raise Unauthorized(f"{what} sent no token (its answer is a JSON {type(doc).__name__}, not an object)", 401)

@@ -68,3 +68,12 @@ class PlatformNotFound(FastsyncError):
 
 class Unsupported(FastsyncError):
     """A valid request that this transport or destination cannot do."""
+
+
+def body_snippet(body: bytes, limit: int = 40, empty: str = "empty body") -> str:
+    """The start of a server's answer, for a one-line error message: printable, quoted, cut at
+    `limit` characters (`empty` when there is nothing to show)."""
+    text = " ".join(body[:limit * 4].decode("utf-8", "replace").split())
+    if not text:
+        return empty
+    return repr(text[:limit] + ("..." if len(text) > limit or len(body) > limit * 4 else ""))

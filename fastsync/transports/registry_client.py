@@ -11,7 +11,7 @@ import orjson
 
 from .. import model as m
 from ..auth import Authenticator, Challenge, credentials_for, parse_challenge
-from ..errors import FastsyncError, NetworkError, NotFound, RegistryError, Unauthorized
+from ..errors import FastsyncError, NetworkError, NotFound, RegistryError, Unauthorized, body_snippet
 from ..fetch import parse_retry_after
 from ..model import Descriptor, Digest
 from ..tls import ssl_context
@@ -354,7 +354,7 @@ def parse_tag_list(body: bytes, what: str, content_type: str = "") -> list[str]:
     try:
         doc = orjson.loads(body)
     except ValueError:
-        raise bad(f"not JSON: {_snippet(body)}") from None
+        raise bad(f"not JSON: {body_snippet(body)}") from None
     if not isinstance(doc, dict):
         raise bad(f"a JSON {type(doc).__name__}, not an object")
     tags = doc.get("tags")
@@ -363,14 +363,6 @@ def parse_tag_list(body: bytes, what: str, content_type: str = "") -> list[str]:
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise bad('"tags" is not a list of strings')
     return tags
-
-
-def _snippet(body: bytes, limit: int = 40) -> str:
-    """The start of a response body, for an error message: one line, printable, quoted."""
-    text = " ".join(body[:limit * 4].decode("utf-8", "replace").split())
-    if not text:
-        return "empty body"
-    return repr(text[:limit] + ("..." if len(text) > limit or len(body) > limit * 4 else ""))
 
 
 def _repo_of(scopes: tuple[str, ...]) -> Optional[str]:

@@ -116,9 +116,6 @@ class Job:
         self._placed: dict[Digest, list] = {}
         self._edits: dict[tuple[str, Digest, LayerEdit], asyncio.Future[tuple[Descriptor, str]]] = {}
         self._waiters: dict[asyncio.Future, int] = {}             # images (or destinations) awaiting it
-        # the destinations seen, kept alive for the job: a namespace derived from id(destination)
-        # must not come back for another destination while _blobs holds its entries
-        self._destinations: dict[str, ImageDestination] = {}
 
     async def copy(self, src_ref: ImageReference, dst_ref: ImageReference,
                    src_opts: TransportOptions = TransportOptions(),
@@ -131,7 +128,6 @@ class Job:
         src = await src_ref.open_source(self.session, src_opts)
         try:
             dst = await dst_ref.open_destination(self.session, dst_opts)
-            self._destinations.setdefault(dst.blob_namespace, dst)
             try:
                 final = await self._copy_top(src, dst, res, name, work)
                 if not res.up_to_date:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, AsyncIterator, Optional
@@ -19,7 +18,6 @@ if TYPE_CHECKING:
     from ..session import Session
 
 VERSION = b"Directory Transport Version: 1.1\n"
-_SERIAL = itertools.count(1)
 
 
 def blob_name(digest: Digest) -> str:
@@ -100,7 +98,6 @@ class DirDestination(ImageDestination):
     def __init__(self, ref: DirImageReference) -> None:
         self.reference = ref
         self.stage = StagedDir(ref.path)
-        self._namespace = f"dir:{next(_SERIAL)}:{self.stage.path}"
         self._closed = False
         self._writes = 0
         self._idle = asyncio.Event()
@@ -110,11 +107,6 @@ class DirDestination(ImageDestination):
         except BaseException:
             self.stage.abort()
             raise
-
-    @property
-    def blob_namespace(self) -> str:
-        # never reused within a process (an id() could be, once this object is gone)
-        return self._namespace
 
     @asynccontextmanager
     async def _writing(self) -> AsyncIterator[None]:

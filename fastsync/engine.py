@@ -286,21 +286,27 @@ class Job:
 
     async def _blob(self, src: ImageSource, dst: ImageDestination, desc: Descriptor, res: ImageResult,
                     work: _Work) -> None:
-        key = (dst.blob_namespace, desc.digest)
-        fut = self._blobs.get(key)
-        owner = fut is None
-        if fut is None:
-            fut = self._blobs[key] = asyncio.ensure_future(self._move(src, dst, desc))
-        work.add(fut, self._blobs, key)
-        with self._waiting(fut):
-            try:
-                moved, how = await asyncio.shield(fut)
-            except BaseException:
-                if owner and fut.done():
-                    self._blobs.pop(key, None)   # a later image may try again
-                raise
+        (moved, how), owner = await self._shared(self._blobs, (dst.blob_namespace, desc.digest),
+                                                 lambda: self._move(src, dst, desc), work)
         how = how if owner else THERE                # another image of the job placed it
         _count(res, moved if how != THERE else max(desc.size, 0), how)
+
+    async def _shared(self, table: dict, key: Any, start: Callable[[], Awaitable[T]], work: _Work) -> tuple[T, bool]:
+        """Join the job-wide transfer `table[key]`, starting it (`start()`) when this image is the
+        first to need it; returns (its result, whether this image started it). A failed transfer is
+        forgotten by the image that started it, so a later image may try again."""
+        fut = table.get(key)
+        owner = fut is None
+        if fut is None:
+            fut = table[key] = asyncio.ensure_future(start())
+        work.add(fut, table, key)
+        with self._waiting(fut):
+            try:
+                return await asyncio.shield(fut), owner
+            except BaseException:
+                if owner and fut.done():
+                    table.pop(key, None)
+                raise
 
     async def _move(self, src: ImageSource, dst: ImageDestination, desc: Descriptor) -> Moved:
         """One blob to one destination namespace. When another destination is already fetching the
@@ -345,20 +351,9 @@ class Job:
     async def _edited(self, src: ImageSource, dst: ImageDestination, desc: Descriptor, edit: LayerEdit,
                       res: ImageResult, work: _Work) -> Descriptor:
         """A layer with its compression changed: shared across the job like plain blobs."""
-        key = (dst.blob_namespace, desc.digest, edit)
-        fut = self._edits.get(key)
-        owner = fut is None
-        if fut is None:
-            fut = self._edits[key] = asyncio.ensure_future(
-                self._retrying(lambda: self._edit_transfer(src, dst, desc, edit), f"layer {desc.digest}"))
-        work.add(fut, self._edits, key)
-        with self._waiting(fut):
-            try:
-                new, how = await asyncio.shield(fut)
-            except BaseException:
-                if owner and fut.done():
-                    self._edits.pop(key, None)
-                raise
+        (new, how), owner = await self._shared(
+            self._edits, (dst.blob_namespace, desc.digest, edit),
+            lambda: self._retrying(lambda: self._edit_transfer(src, dst, desc, edit), f"layer {desc.digest}"), work)
         _count(res, new.size, how if owner else THERE)
         return new
 

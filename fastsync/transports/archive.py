@@ -23,6 +23,7 @@ from typing import AsyncIterator, Callable, Iterator, Optional
 from .. import native
 from ..errors import FastsyncError, NotFound
 from .base import CHUNK
+from .localfs import in_thread
 
 BLOCK = tarfile.BLOCKSIZE
 FORMAT = tarfile.GNU_FORMAT      # sizes of 8 GiB and more fit the same 512-byte header (base-256)
@@ -110,19 +111,17 @@ class Decoder:
 async def pump(chunks: AsyncIterator[bytes], write: Callable[[bytes], object],
                decoder: Optional[Decoder] = None) -> int:
     """Copy a chunk stream to `write` (through `decoder`), off the event loop; returns bytes written."""
-    loop = asyncio.get_running_loop()
     size = 0
     async for chunk in chunks:
         if decoder is not None:
-            chunk = await loop.run_in_executor(None, decoder.feed, chunk) if len(chunk) >= 1 << 16 \
-                else decoder.feed(chunk)
+            chunk = await in_thread(decoder.feed, chunk) if len(chunk) >= 1 << 16 else decoder.feed(chunk)
         if chunk:
-            await loop.run_in_executor(None, write, chunk)
+            await in_thread(write, chunk)
             size += len(chunk)
     if decoder is not None:
-        tail = await loop.run_in_executor(None, decoder.finish)
+        tail = await in_thread(decoder.finish)
         if tail:
-            await loop.run_in_executor(None, write, tail)
+            await in_thread(write, tail)
             size += len(tail)
     return size
 
@@ -223,7 +222,7 @@ class TarWriter:
                     with self._member_at(start):
                         self.f.write(header)
                         spool.seek(0)
-                        await asyncio.get_running_loop().run_in_executor(None, _copy, spool, self.f, size)
+                        await in_thread(_copy, spool, self.f, size)
                         self.f.write(_pad(size))
                     self.members[name] = (start + len(header), size)
                     return name

@@ -28,6 +28,7 @@ from ..model import Descriptor, Digest
 from ..reference import DockerReference, parse_docker_reference
 from .archive import ArchiveError, Decoder, TarReader, TarWriter
 from .base import CHUNK, Capabilities, ImageDestination, ImageReference, ImageSource
+from .localfs import in_thread
 
 if TYPE_CHECKING:
     from ..manifest import Manifest
@@ -262,7 +263,7 @@ class DockerArchiveDestination(ImageDestination):
         item = {"Config": config_name, "RepoTags": [f"{t.name}:{t.tag}" for t in tags], "Layers": layers}
         self.tar.add_bytes("manifest.json", dumps([item]))
         self.tar.add_bytes("repositories", dumps(repositories))
-        await asyncio.get_running_loop().run_in_executor(None, self.tar.finish)
+        await in_thread(self.tar.finish)
         self.done = True
 
     async def close(self) -> None:

@@ -18,6 +18,7 @@ from ..manifest import dumps
 from ..model import Descriptor, Digest
 from .archive import TarReader, TarWriter
 from .base import Capabilities, ImageDestination, ImageSource
+from .localfs import in_thread
 from .oci import LAYOUT, REF_NAME, PathRefReference, checked_manifest, index_entry
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ class OCIArchiveDestination(ImageDestination):
         entry = index_entry(self.top, self.reference)
         self.tar.add_bytes("index.json", dumps({"schemaVersion": 2, "manifests": [entry]}))
         self.tar.add_bytes("oci-layout", LAYOUT)
-        await asyncio.get_running_loop().run_in_executor(None, self.tar.finish)
+        await in_thread(self.tar.finish)
         self.done = True
 
     async def close(self) -> None:

@@ -9,7 +9,6 @@ one syncfs(2) of the tree's filesystem before each tag link makes what the tag n
 """
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import os
 import threading
@@ -20,7 +19,7 @@ from ..errors import FastsyncError, Unsupported
 from ..manifest import schema1_payload
 from ..model import Descriptor, Digest
 from .base import Capabilities, ImageDestination
-from .localfs import blob_exists, place_file, stream_to_file
+from .localfs import blob_exists, in_thread, place_file, stream_to_file
 from .storage import Layout, StorageImageReference
 
 if TYPE_CHECKING:
@@ -181,7 +180,7 @@ class StorageDestination(ImageDestination):
         if not blob_exists(src, Descriptor("", digest, size)):
             return False
         dst = self.layout.blob_data(digest)
-        await asyncio.get_running_loop().run_in_executor(None, native.link_blobs, [(src, dst)], False)
+        await in_thread(native.link_blobs, [(src, dst)], False)
         return True
 
     async def try_reuse_blob(self, desc: Descriptor, mount_from=None) -> bool:
@@ -227,7 +226,7 @@ class StorageDestination(ImageDestination):
 
     async def _in_thread(self, fn) -> None:  # noqa: ANN001
         """Directory creation and file writes are slow; keep them off the event loop (images run concurrently)."""
-        await asyncio.get_running_loop().run_in_executor(None, fn)
+        await in_thread(fn)
 
     async def commit(self) -> None:
         ref, lay = self.reference, self.layout

@@ -12,9 +12,8 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Awaitable, Callable, Union
 from urllib.parse import unquote
 
 import pytest
@@ -22,32 +21,26 @@ from aiohttp import web
 
 from fastsync.auth import Authenticator, Challenge, parse_challenge, parse_token_response
 from fastsync.errors import Unauthorized
-from fastsync.testing.loopthread import LoopThread, bind_listen
+from fastsync.testing.httpproxy import _HTTPServer
 from fastsync.testing.tokenserver import TokenServer
 from helpers import ROOT, assert_one_line_error, fastsync, ok
 
 Answer = tuple[int, Union[bytes, str], dict]
 
 
-class BrokenServer:
+class BrokenServer(_HTTPServer):
     """A plain-HTTP server answering each path with a fixed (status, body, headers), or with a
     handler(request) -> Answer; records (method, path_qs, Authorization) of every request."""
 
+    _name = "fastsync-broken-server"
+
     def __init__(self, routes: dict[str, Union[Answer, Callable[[web.Request], Answer]]]) -> None:
+        super().__init__("127.0.0.1")
         self.routes = routes
         self.requests: list[tuple[str, str, str]] = []
-        self._lock = threading.Lock()
-        self._lt: Optional[LoopThread] = None
-        self._runner: Optional[web.AppRunner] = None
-        self.port = 0
 
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}"
+    def _handler(self) -> Callable[[web.Request], Awaitable[web.Response]]:
+        return self._handle
 
     async def _handle(self, request: web.Request) -> web.Response:
         await request.read()
@@ -62,33 +55,6 @@ class BrokenServer:
         ctype = headers.pop("Content-Type", "application/json")
         return web.Response(status=status, body=body.encode() if isinstance(body, str) else body,
                             headers={"Content-Type": ctype, **headers})
-
-    def start(self) -> "BrokenServer":
-        self._lt = LoopThread("fastsync-broken-server")
-        sock = bind_listen("127.0.0.1")
-        self.port = sock.getsockname()[1]
-
-        async def serve() -> None:
-            app = web.Application()
-            app.router.add_route("*", "/{tail:.*}", self._handle)
-            self._runner = web.AppRunner(app, access_log=None)
-            await self._runner.setup()
-            await web.SockSite(self._runner, sock).start()
-        self._lt.call(serve())
-        return self
-
-    def stop(self) -> None:
-        if self._lt is not None:
-            if self._runner is not None:
-                self._lt.call(self._runner.cleanup())
-            self._lt.close()
-            self._lt = None
-
-    def __enter__(self) -> "BrokenServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 HTML = (200, "<html><body><h1>Welcome</h1></body></html>\n", {"Content-Type": "text/html"})

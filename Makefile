@@ -11,11 +11,11 @@ demo: deps
 	$(PYTHON) scripts/demo.py
 
 test: deps
-	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -q -n auto $(PYTEST_ARGS)
 
 # the whole suite again with the pure-Python backend forced
 test-python: deps
-	FASTSYNC_BACKEND=python $(PYTHON) -m pytest -q $(PYTEST_ARGS)
+	FASTSYNC_BACKEND=python $(PYTHON) -m pytest -q -n auto $(PYTEST_ARGS)
 
 bench: deps
 	$(PYTHON) -m bench
@@ -30,4 +30,4 @@ build:
 	FASTSYNC_REQUIRE_NATIVE=1 $(PYTHON) setup.py build_ext --inplace
 
 clean:
-	rm -rf build dist *.egg-info ext/*.c fastsync/_native*.so fastsync/.built .pytest_cache bench/out
+	rm -rf build dist *.egg-info ext/*.c fastsync/core/_native*.so fastsync/.built .pytest_cache bench/out

@@ -1,4 +1,4 @@
-"""Builds the optional native core (ext/ -> fastsync._native); metadata lives in pyproject.toml."""
+"""Builds the optional native core (ext/ -> fastsync.core._native); metadata lives in pyproject.toml."""
 import os
 import sys
 
@@ -58,7 +58,7 @@ def extensions():
 
     def native(source):
         # libcrypto: EVP SHA-256; libzstd; libisal: gzip inflate + fast deflate; libz: ratio deflate.
-        return Extension("fastsync._native", [source], libraries=["crypto", "zstd", "isal", "z"],
+        return Extension("fastsync.core._native", [source], libraries=["crypto", "zstd", "isal", "z"],
                          extra_compile_args=["-O3"], depends=[os.path.join("ext", n) for n in PXDS])
 
     try:

@@ -59,8 +59,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from fastsync.testing.proxy import DelayProxy
-from fastsync.testing.registry import Registry
+from support.proxy import DelayProxy
+from support.registry import Registry
 
 from . import corpus as corpus_mod
 

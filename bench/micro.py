@@ -25,7 +25,7 @@ from typing import Callable, Optional
 
 import zstandard
 
-from fastsync.native import load_backend
+from fastsync.core.native import load_backend
 
 CHUNK = 1 << 20
 

@@ -27,7 +27,7 @@ def make_source(mb: int) -> Path:
     if (src / "manifest.json").exists():
         return src
     sys.path.insert(0, str(ROOT))
-    from fastsync.testing import images
+    from support import images
 
     image = images.make_image(4242, layers=1, layer_size=mb * 1024 * 1024, fmt="oci")
     tmp = src.with_suffix(".tmp")

@@ -78,11 +78,11 @@ for top, dirs, files in os.walk(src):
 # ---- the fastsync side when `sync` cannot write registry-storage: (the library's copy engine)
 
 async def _fastsync_run(src: str, out: str, refs: list[str]) -> None:
-    from fastsync.engine import Job
+    from fastsync.engine.job import Job
     from fastsync.options import CopyOptions, TransportOptions
     from fastsync.reference import parse_image_name
     from fastsync.session import Session
-    from fastsync.store import Store, default_root
+    from fastsync.store.blobs import Store, default_root
 
     async with Session(store=Store(default_root())) as session:
         job = Job(session, CopyOptions(multi_arch="all", preserve_digests=True))
@@ -105,12 +105,12 @@ def fastsync_run(argv: list[str]) -> int:
 
 def scenarios() -> "dict[str, Scenario]":
     """The scenario classes (defined here so that `fastsync-run` imports nothing but fastsync)."""
-    from fastsync.testing.registry import Registry
+    from support.registry import Registry
 
     from .harness import Command, Measurement, Scenario, Trial, _base_env, fastsync, loop, skopeo
 
     def _fastsync_sync_knows_storage() -> bool:
-        probe = "import fastsync.sync as s; raise SystemExit('registry-storage' not in s.DEST_KINDS)"
+        probe = "import fastsync.sync.inputs as s; raise SystemExit('registry-storage' not in s.DEST_KINDS)"
         return subprocess.run([sys.executable, "-c", probe], capture_output=True, env=_base_env()).returncode == 0
 
     def check_tree(root: Path, images: list[dict]) -> None:

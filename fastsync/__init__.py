@@ -3,7 +3,7 @@
     import fastsync
     fastsync.copy_image("docker://127.0.0.1:5000/app:1", "oci:/srv/images:app-1")
 
-The API is imported lazily, so `import fastsync.testing` or the CLI's --help stay cheap.
+The API is imported lazily, so `import fastsync` and the CLI's --help stay cheap.
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "copy_image": "api", "delete_image": "api", "inspect_image": "api", "list_tags": "api",
-    "manifest_digest": "api", "FastsyncError": "errors", "BACKEND": "native",
-    "sync_images": "sync",
+    "manifest_digest": "api", "FastsyncError": "errors", "BACKEND": "core.native",
+    "sync_images": "sync.inputs",
 }
 
 

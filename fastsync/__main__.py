@@ -1,3 +1,3 @@
-from .cli import main
+from fastsync.cli import main
 
 main()

@@ -4,17 +4,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Callable, Optional, TypeVar, Union
 
-from .engine import ImageResult, Job
-from .errors import FastsyncError, InvalidReference
-from .describe import image_config, inspect_output, oci_config_view, resolve_image
-from .manifest import host_platform, manifest_digest as _manifest_digest, parse_manifest
-from .model import Digest, Platform
-from .options import CopyOptions, GlobalOptions, TransportOptions
-from .progress import EventSink
-from .reference import parse_image_name
-from .session import Session
-from .store import Store
-from .transports.base import ImageReference
+from fastsync.engine.job import ImageResult, Job
+from fastsync.errors import FastsyncError, InvalidReference
+from fastsync.engine.describe import image_config, inspect_output, oci_config_view, resolve_image
+from fastsync.manifest import host_platform, manifest_digest as _manifest_digest, parse_manifest
+from fastsync.model import Digest, Platform
+from fastsync.options import CopyOptions, GlobalOptions, TransportOptions
+from fastsync.progress import EventSink
+from fastsync.reference import parse_image_name
+from fastsync.session import Session
+from fastsync.store.blobs import Store
+from fastsync.transports.base import ImageReference
 
 T = TypeVar("T")
 Ref = Union[str, ImageReference]
@@ -73,7 +73,7 @@ def inspect_image(name: Ref, opts: TransportOptions = TransportOptions(), raw: b
             if config and raw:
                 if man.is_schema1:
                     raise FastsyncError("schema 1 images have no config blob")
-                from .describe import read_blob
+                from fastsync.engine.describe import read_blob
                 assert man.config is not None
                 return await read_blob(src, man.config)
             conf = await image_config(src, man)
@@ -92,7 +92,7 @@ def list_tags(name: Ref, opts: TransportOptions = TransportOptions(),
               global_options: Optional[GlobalOptions] = None) -> dict[str, Any]:
     """skopeo list-tags: {"Repository": name, "Tags": [...]}."""
     if isinstance(name, str) and name.startswith("docker:"):
-        from .transports.registry import DockerImageReference
+        from fastsync.transports.docker import DockerImageReference
 
         ref: ImageReference = DockerImageReference.parse_repository(name[len("docker:"):])
     else:
@@ -133,7 +133,7 @@ __all__ = ["copy_image", "inspect_image", "list_tags", "delete_image", "manifest
 def backend() -> str:
     """'native' when the compiled core is in use, else 'python'."""
     try:
-        from .native import BACKEND
+        from fastsync.core.native import BACKEND
     except ImportError:
         return "python"
     return BACKEND

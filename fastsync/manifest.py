@@ -8,9 +8,9 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-from . import model as m
-from .errors import ManifestError, PlatformNotFound, Unsupported
-from .model import Descriptor, Digest, Platform
+from fastsync import model as m
+from fastsync.errors import ManifestError, PlatformNotFound, Unsupported
+from fastsync.model import Descriptor, Digest, Platform
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
-from .errors import FastsyncError
+from fastsync.errors import FastsyncError
 
 # Media types
 DOCKER_V2S1 = "application/vnd.docker.distribution.manifest.v1+json"

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .model import Platform
+from fastsync.model import Platform
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,11 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
-from .errors import InvalidReference
-from .model import Digest
+from fastsync.errors import InvalidReference
+from fastsync.model import Digest
 
 if TYPE_CHECKING:
-    from .transports.base import ImageReference
+    from fastsync.transports.base import ImageReference
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DOMAIN = "index.docker.io"
@@ -119,12 +119,12 @@ def parse_docker_reference(text: str, default_tag: bool = False) -> DockerRefere
 
 # transport name -> "module:class" of its ImageReference implementation
 TRANSPORTS = {
-    "docker": "fastsync.transports.registry:DockerImageReference",
+    "docker": "fastsync.transports.docker:DockerImageReference",
     "dir": "fastsync.transports.dir:DirImageReference",
     "oci": "fastsync.transports.oci:OCIImageReference",
-    "registry-storage": "fastsync.transports.storage:StorageImageReference",
-    "oci-archive": "fastsync.transports.archive_oci:OCIArchiveReference",
-    "docker-archive": "fastsync.transports.archive_docker:DockerArchiveReference",
+    "registry-storage": "fastsync.transports.storage.reference:StorageImageReference",
+    "oci-archive": "fastsync.transports.archive.oci:OCIArchiveReference",
+    "docker-archive": "fastsync.transports.archive.docker:DockerArchiveReference",
 }
 
 

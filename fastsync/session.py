@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
-from .options import GlobalOptions, TransportOptions
+from fastsync.options import GlobalOptions, TransportOptions
 
 if TYPE_CHECKING:
     import aiohttp
 
-    from .store import Store
-    from .transports.registry_client import RegistryClient
+    from fastsync.store.blobs import Store
+    from fastsync.registry.client import RegistryClient
 
 
 class Session:
@@ -41,7 +41,7 @@ class Session:
 
     def registry(self, host: str, opts: TransportOptions) -> "RegistryClient":
         """The client for `host` with these options (one per host and option set, reused across images)."""
-        from .transports.registry_client import RegistryClient
+        from fastsync.registry.client import RegistryClient
 
         key = (host, opts)
         client = self._clients.get(key)

@@ -25,9 +25,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))   # the sample images and registry harness
 
-from fastsync.testing import images  # noqa: E402
-from fastsync.testing.registry import Registry  # noqa: E402
+from support import images  # noqa: E402
+from support.registry import Registry  # noqa: E402
 
 OUT = Path(os.environ.get("FASTSYNC_DEMO_OUT") or ROOT / "demo-out")
 RELEASE = {"web": "v2s2", "api": "shared", "worker": "oci", "model": "zstd", "base": "multiarch", "scratch": "empty"}

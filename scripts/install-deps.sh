@@ -4,7 +4,7 @@
 # its test dependencies. Idempotent and quiet when everything is already there.
 set -euo pipefail
 PYTHON=${PYTHON:-python3}
-PKGS=(docker-registry skopeo apache2-utils time build-essential pkg-config
+PKGS=(docker-registry skopeo podman uidmap gnupg squashfs-tools apache2-utils time build-essential pkg-config
       libssl-dev libzstd-dev libisal-dev zlib1g-dev)
 missing=()
 for p in "${PKGS[@]}"; do
@@ -24,7 +24,7 @@ fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
   systemctl stop docker-registry || true
 fi
-if ! "$PYTHON" -c 'import fastsync._native, pytest, hypothesis' >/dev/null 2>&1 \
+if ! "$PYTHON" -c 'import fastsync.core._native, pytest, hypothesis, xdist' >/dev/null 2>&1 \
    || [ setup.py -nt fastsync/.built ] || [ -n "$(find ext -newer fastsync/.built -print -quit 2>/dev/null)" ]; then
   echo "install-deps: pip install -e .[test] (building the native core)" >&2
   FASTSYNC_REQUIRE_NATIVE=1 "$PYTHON" -m pip install -q --disable-pip-version-check -e ".[test]"

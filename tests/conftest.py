@@ -2,7 +2,7 @@
 
 Session-scoped (started on first use, stopped at session end even on failure):
   skopeo              path of the skopeo binary (skips with a reason if missing; fails under CI=true)
-  sample_images       fastsync.testing.images.sample_set(): {name: SampleImage}
+  sample_images       support.images.sample_set(): {name: SampleImage}
   registry            plain-HTTP registry, anonymous read/write
   seeded_registry     another plain registry holding every sample image byte-exactly
                       at images.sample_repo(name) (pushed over HTTP, not via skopeo)
@@ -30,10 +30,10 @@ from typing import Callable, Iterator
 
 import pytest
 
-from fastsync.testing import images
-from fastsync.testing.proxy import RedirectCapture, TamperProxy
-from fastsync.testing.registry import Registry
-from fastsync.testing.tokenserver import TokenServer
+from support import images
+from support.proxy import RedirectCapture, TamperProxy
+from support.registry import Registry
+from support.tokenserver import TokenServer
 
 
 def _require(binary: str, package: str) -> str:

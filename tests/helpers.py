@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from fastsync.testing.images import SampleImage
+from support.images import SampleImage
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,7 +13,7 @@ import pytest
 
 from fastsync.errors import InvalidReference
 from fastsync.reference import parse_image_name
-from fastsync.testing import images
+from support import images
 from helpers import assert_dir_holds, assert_one_line_error, fastsync, ok
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from fastsync.testing.proxy import TamperProxy
+from support.proxy import TamperProxy
 from helpers import assert_one_line_error, fastsync, ok
 
 
@@ -258,7 +258,7 @@ def test_auth_files_are_shared_with_skopeo(auth_registry, seeded_auth, skopeo, e
 
 
 def test_auth_file_lookup_order(env, tmp_path, monkeypatch):
-    from fastsync.authfile import lookup_credentials
+    from fastsync.registry.authfile import lookup_credentials
 
     home = Path(env["HOME"])
     write_json(home / ".docker" / "config.json",
@@ -327,7 +327,7 @@ def test_concurrent_requests_share_one_token_fetch(token_registry, token_server)
 
 
 def test_a_rejected_token_is_refreshed_once(token_registry, token_server, sample_images):
-    from fastsync.auth import _Token
+    from fastsync.registry.auth import _Token
     from fastsync.options import Credentials, TransportOptions
     from fastsync.session import Session
 
@@ -418,9 +418,9 @@ def test_debug_output_holds_no_password_or_token(token_registry, token_server, e
 
 
 def test_login_keys_and_loggable_urls():
-    from fastsync.authfile import parse_login_key
+    from fastsync.registry.authfile import parse_login_key
     from fastsync.errors import UsageError
-    from fastsync.transports.registry_client import _loggable
+    from fastsync.registry.client import _loggable
 
     assert parse_login_key("https://quay.io/v1/org") == ("quay.io", "quay.io")
     assert parse_login_key("quay.io/org/repo") == ("quay.io/org/repo", "quay.io")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fastsync.testing import images
+from support import images
 from helpers import assert_one_line_error, fastsync, ok
 from test_registry_storage import (NAMES, V2, fastsync_tree, gc_dry_run, sample_dirs, served_digest,  # noqa: F401
                                    tree_files)

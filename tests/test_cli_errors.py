@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from fastsync.testing.proxy import DelayProxy
+from support.proxy import DelayProxy
 from helpers import assert_one_line_error, fastsync, ok
 
 
@@ -69,7 +69,8 @@ def test_list_tags_retries_a_429_with_retry_times(registry, pushed, tamper_proxy
 
 def test_an_unforeseen_exception_is_one_line(monkeypatch, capsys):
     """The last safety net: any exception from a command is one `Error:` line, exit 1."""
-    from fastsync import api, cli
+    from fastsync import api
+    from fastsync.cli import main as cli
 
     def broken(*args, **kwargs):
         raise RuntimeError("something\nnobody expected")

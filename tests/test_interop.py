@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from fastsync.testing import images
-from fastsync.transports.registry_client import next_link
+from support import images
+from fastsync.registry.client import next_link
 from helpers import assert_dir_holds, fastsync, ok
 
 INSPECTABLE = ["v2s2", "oci", "zstd", "multiarch", "list", "empty"]

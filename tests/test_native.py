@@ -1,4 +1,4 @@
-"""The native core and its pure-Python twin behave identically (fastsync.native)."""
+"""The native core and its pure-Python twin behave identically (fastsync.core.native)."""
 from __future__ import annotations
 
 import gzip
@@ -13,8 +13,8 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastsync import native
-from fastsync.native import CompressionError, DigestResult, detect_compression, load_backend
+from fastsync.core import native
+from fastsync.core.native import CompressionError, DigestResult, detect_compression, load_backend
 
 PY = load_backend("python")
 try:
@@ -81,13 +81,13 @@ def compress(kind, data: bytes) -> bytes:
 
 def test_native_core_is_built_when_required():
     if os.environ.get("FASTSYNC_REQUIRE_NATIVE") == "1":
-        assert NATIVE is not None, "FASTSYNC_REQUIRE_NATIVE=1 but fastsync._native did not build/import"
+        assert NATIVE is not None, "FASTSYNC_REQUIRE_NATIVE=1 but fastsync.core._native did not build/import"
     assert native.BACKEND in ("native", "python")
 
 
 def _backend_in_subprocess(env_value: str, block_native: bool = False) -> subprocess.CompletedProcess:
-    code = ("import sys\n" + ("sys.modules['fastsync._native'] = None\n" if block_native else "")
-            + "try:\n    import fastsync.native as n; print(n.BACKEND)\n"
+    code = ("import sys\n" + ("sys.modules['fastsync.core._native'] = None\n" if block_native else "")
+            + "try:\n    import fastsync.core.native as n; print(n.BACKEND)\n"
             + "except ImportError as e:\n    print('ImportError', e)")
     env = dict(os.environ, FASTSYNC_BACKEND=env_value)
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)

@@ -11,8 +11,8 @@ import pytest
 
 from fastsync import api
 from fastsync.options import CopyOptions
-from fastsync.store import Store
-from fastsync.testing import images
+from fastsync.store.blobs import Store
+from support import images
 from helpers import assert_one_line_error, fastsync, ok
 
 

@@ -14,8 +14,8 @@ import pytest
 from fastsync.api import copy_image
 from fastsync.model import Digest
 from fastsync.options import CopyOptions
-from fastsync.store import Store
-from fastsync.testing import images
+from fastsync.store.blobs import Store
+from support import images
 from helpers import assert_dir_holds, assert_one_line_error, fastsync, ok
 
 NAMES = list(images.sample_set())          # v2s2 oci zstd multiarch list schema1 empty shared
@@ -204,7 +204,7 @@ def test_missing_sources_fail_with_one_line(name, fragments, fastsync_tree, tmp_
 
 def test_sync_installs_a_whole_tree_into_a_registry_and_mirrors_back_into_a_tree(
         fastsync_tree, sample_images, fresh_registry, registry_factory, run_skopeo, tmp_path):
-    pytest.importorskip("fastsync.sync", reason="fastsync sync is not in this tree")
+    pytest.importorskip("fastsync.sync.inputs", reason="fastsync sync is not in this tree")
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
     host = fresh_registry.host
     ok(fastsync("sync", "-q", "--all", "--src", "registry-storage", "--dest", "docker", "--dest-tls-verify=false",
@@ -257,7 +257,7 @@ def test_concurrent_tag_commits_share_syncfs_calls(monkeypatch: pytest.MonkeyPat
     import threading
     import time as _time
 
-    from fastsync.transports import storage_dest
+    from fastsync.transports.storage import destination as storage_dest
 
     starts: list[float] = []
 

@@ -19,10 +19,10 @@ from urllib.parse import unquote
 import pytest
 from aiohttp import web
 
-from fastsync.auth import Authenticator, Challenge, parse_challenge, parse_token_response
+from fastsync.registry.auth import Authenticator, Challenge, parse_challenge, parse_token_response
 from fastsync.errors import Unauthorized
-from fastsync.testing.httpproxy import _HTTPServer
-from fastsync.testing.tokenserver import TokenServer
+from support.httpproxy import _HTTPServer
+from support.tokenserver import TokenServer
 from helpers import ROOT, assert_one_line_error, fastsync, ok
 
 Answer = tuple[int, Union[bytes, str], dict]

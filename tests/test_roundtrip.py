@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fastsync.testing import images
+from support import images
 from helpers import assert_dir_holds, assert_one_line_error, fastsync, ok
 
 SOURCES = ["dir", "oci", "docker"]

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from fastsync.engine import retry_delay
+from fastsync.engine.job import retry_delay
 from fastsync.errors import NetworkError, RegistryError
-from fastsync.fetch import parse_retry_after
+from fastsync.registry.resume import parse_retry_after
 from fastsync.options import CopyOptions, TransportOptions
-from fastsync.scheduler import HostLimit, SyncItem, SyncOptions, overloaded, run_sync
+from fastsync.sync.run import HostLimit, SyncItem, SyncOptions, overloaded, run_sync
 from fastsync.session import Session
-from fastsync.testing import images
-from fastsync.testing.proxy import DelayProxy, TamperProxy
-from fastsync.testing.registry import Registry
-from fastsync.transports.registry import DockerImageReference
+from support import images
+from support.proxy import DelayProxy, TamperProxy
+from support.registry import Registry
+from fastsync.transports.docker import DockerImageReference
 
 from helpers import ROOT
 
@@ -115,7 +115,7 @@ def test_ctrl_c_stops_cleanly(seeded_registry: Registry, tmp_path: Path) -> None
         proc = subprocess.Popen([sys.executable, "-m", "fastsync", "sync", "--cache", str(tmp_path / "c"),
                                  "--src", "docker", "--dest", "dir", "--src-tls-verify=false",
                                  f"{slow.host}/samples/oci", str(tmp_path / "out")],
-                                cwd=ROOT, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                                cwd=ROOT, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"})
         time.sleep(2.0)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
@@ -150,10 +150,10 @@ def test_429_is_retried_after_the_servers_retry_after(side: str, seeded_registry
 ABANDON = """
 import asyncio, sys
 from fastsync.options import TransportOptions
-from fastsync.pipeline import verified
+from fastsync.core.pipeline import verified
 from fastsync.session import Session
-from fastsync.testing import images
-from fastsync.fetch import resumable_chunks
+from support import images
+from fastsync.registry.resume import resumable_chunks
 
 async def main(host, image, resumable):
     async with Session() as s:
@@ -176,6 +176,6 @@ def test_a_blob_stream_abandoned_mid_way_closes_quietly(resumable: str, seeded_r
     """A destination failing mid-blob leaves the registry stream half-read; closing it late (at
     event loop shutdown) prints nothing -- no 'generator didn't stop after athrow()' traceback."""
     proc = subprocess.run([sys.executable, "-c", ABANDON, seeded_registry.host, resumable], capture_output=True,
-                          text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+                          text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}, timeout=60)
     assert proc.stdout.strip() == "destination failed"
     assert proc.stderr == "", proc.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fastsync.testing import images
+from support import images
 from helpers import ROOT, assert_dir_holds, assert_one_line_error, fastsync, ok
 
 V2 = Path("docker/registry/v2")
@@ -103,7 +103,7 @@ def test_sync_to_a_bare_root_of_an_existing_tree(tree, sample_dirs, tmp_path):
 
 
 def test_sync_to_a_bare_root_of_a_new_tree(tree, tmp_path):
-    """`sync --dest registry-storage SRC ./out`: a bare ROOT is `ROOT:` (fastsync.sync applies the
+    """`sync --dest registry-storage SRC ./out`: a bare ROOT is `ROOT:` (fastsync.sync.inputs applies the
     kind's own DESTINATION spelling, SYNC_DEST.destination, before joining names)."""
     dest = tmp_path / "out"
     ok(_sync_to_bare_root(tree, dest, tmp_path))

@@ -12,7 +12,7 @@ import pytest
 
 from fastsync.errors import DigestMismatch
 from fastsync.model import Descriptor, Digest
-from fastsync.store import CacheBusy, Store
+from fastsync.store.blobs import CacheBusy, Store
 
 from helpers import fastsync, ok
 
@@ -129,7 +129,7 @@ def test_cache_cli(tmp_path: Path) -> None:
 def test_concurrent_runs_share_the_store(tmp_path: Path) -> None:
     """Two processes writing the same blobs at once: both succeed, the store ends consistent."""
     code = ("import sys, hashlib; sys.path.insert(0, %r)\n"
-            "from fastsync.store import Store\nfrom fastsync.model import Descriptor, Digest\n"
+            "from fastsync.store.blobs import Store\nfrom fastsync.model import Descriptor, Digest\n"
             "s = Store(%r).open_run()\n"
             "for i in range(40):\n"
             "    data = bytes([i]) * 200000\n"

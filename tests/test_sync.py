@@ -9,8 +9,8 @@ from typing import Callable, Iterator
 
 import pytest
 
-from fastsync.testing import images
-from fastsync.testing.registry import Registry
+from support import images
+from support.registry import Registry
 
 from helpers import assert_one_line_error, fastsync, ok
 
@@ -140,7 +140,7 @@ def test_docker_to_docker_then_resync_is_up_to_date(src: Registry, fresh_registr
 
 
 def test_resync_reads_source_manifests_with_head_only(src: Registry, fresh_registry: Registry, tmp_path: Path) -> None:
-    from fastsync.testing.proxy import TamperProxy
+    from support.proxy import TamperProxy
 
     with TamperProxy(src.url) as proxy:
         args = ["--src", "docker", "--dest", "docker", "--src-tls-verify=false", "--dest-tls-verify=false",
@@ -309,7 +309,7 @@ def test_progress_bars_on_a_terminal(src: Registry, fresh_registry: Registry, tm
 
 
 def test_help_names_every_source_and_destination_kind() -> None:
-    from fastsync.sync import DEST_KINDS, SOURCE_KINDS
+    from fastsync.sync.inputs import DEST_KINDS, SOURCE_KINDS
     text = " ".join(ok(fastsync("sync", "--help")).stdout.decode().split()).replace("- ", "-")  # unwrapped
     src_help = text.split("SOURCE kind:")[1].split("-d, --dest")[0]
     dest_help = text.split("DESTINATION kind:")[1].split("--scoped")[0]

@@ -16,9 +16,9 @@ from typing import Callable, Iterator
 
 import pytest
 
-from fastsync.testing import images
-from fastsync.testing.proxy import TamperProxy
-from fastsync.testing.registry import Registry
+from support import images
+from support.proxy import TamperProxy
+from support.registry import Registry
 from fastsync.transports.localfs import UMASK
 
 from helpers import ROOT, assert_dir_holds, assert_one_line_error, fastsync, ok
@@ -262,7 +262,7 @@ def test_one_job_copying_into_dirs_one_after_another_writes_every_blob(tmp_path:
     (a namespace made from id() came back once the object was gone: later images got no blobs)."""
     import asyncio
 
-    from fastsync.engine import Job
+    from fastsync.engine.job import Job
     from fastsync.session import Session
     from fastsync.transports.dir import DirImageReference
 

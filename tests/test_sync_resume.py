@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from fastsync.testing import images
-from fastsync.testing.proxy import DelayProxy
+from support import images
+from support.proxy import DelayProxy
 
 from helpers import ROOT, fastsync, ok
 

@@ -15,10 +15,10 @@ import urllib.request
 import pytest
 import zstandard
 
-from fastsync.testing import images
-from fastsync.testing.images import SampleImage, sha256_digest
-from fastsync.testing.proxy import DelayProxy, measure_round_trip
-from fastsync.testing.registry import Registry
+from support import images
+from support.images import SampleImage, sha256_digest
+from support.proxy import DelayProxy, measure_round_trip
+from support.registry import Registry
 
 SAMPLES = ["v2s2", "oci", "zstd", "multiarch", "list", "schema1", "empty", "shared"]
 
@@ -250,7 +250,7 @@ def test_htpasswd_registry_refuses_anonymous_and_accepts_credentials(auth_regist
 
 
 def test_token_registry_push_pull_and_recorded_scopes(token_registry, token_server, sample_images, run_skopeo):
-    from fastsync.testing.tokenserver import decode_jwt
+    from support.tokenserver import decode_jwt
 
     img = sample_images["oci"]
     ref = f"docker://{token_registry.host}/tok/img:1"
@@ -289,7 +289,7 @@ def test_token_registry_push_pull_and_recorded_scopes(token_registry, token_serv
 
 
 def test_token_server_policy_restricts_a_user(registry_factory, sample_images, run_skopeo):
-    from fastsync.testing.tokenserver import TokenServer
+    from support.tokenserver import TokenServer
 
     with TokenServer(users={"writer": "w", "reader": "r"}, allow_anonymous=False,
                      policy={"reader": {"*": ["pull"]}}) as server:
@@ -392,7 +392,7 @@ def test_tamper_proxy_corrupts_exactly_what_it_is_told(registry, tamper_proxy, s
 
 
 def test_tamper_proxy_forwards_pushes_to_a_tls_registry(tls_registry, sample_images):
-    from fastsync.testing.proxy import TamperProxy
+    from support.proxy import TamperProxy
 
     img = sample_images["multiarch"]
     with TamperProxy(tls_registry.url, ssl_context=tls_registry.ssl_context()) as proxy:
@@ -409,7 +409,7 @@ def test_tamper_proxy_forwards_pushes_to_a_tls_registry(tls_registry, sample_ima
 
 def test_redirect_capture_sees_no_authorization_from_skopeo(auth_registry, redirect_capture, sample_images,
                                                             run_skopeo, tmp_path):
-    from fastsync.testing.proxy import TamperProxy
+    from support.proxy import TamperProxy
 
     img = sample_images["v2s2"]
     auth_registry.push_image(img, "redir/img", "1")

@@ -7,14 +7,14 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, AsyncIterator, ClassVar, Optional
 
-from ..errors import Unsupported
-from ..model import Descriptor, Digest
+from fastsync.errors import Unsupported
+from fastsync.model import Descriptor, Digest
 
 if TYPE_CHECKING:
-    from ..manifest import Manifest
-    from ..options import TransportOptions
-    from ..reference import DockerReference
-    from ..session import Session
+    from fastsync.manifest import Manifest
+    from fastsync.options import TransportOptions
+    from fastsync.reference import DockerReference
+    from fastsync.session import Session
 
 CHUNK = 1 << 20
 

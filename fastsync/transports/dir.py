@@ -6,16 +6,16 @@ import os
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, AsyncIterator, Optional
 
-from ..errors import FastsyncError, InvalidReference, NotFound
-from ..manifest import parse_manifest
-from ..model import Descriptor, Digest
-from .base import Capabilities, ImageDestination, ImageReference, ImageSource, file_chunks
-from .localfs import StagedDir, atomic_write, blob_exists, place_file, stream_to_file
+from fastsync.errors import FastsyncError, InvalidReference, NotFound
+from fastsync.manifest import parse_manifest
+from fastsync.model import Descriptor, Digest
+from fastsync.transports.base import Capabilities, ImageDestination, ImageReference, ImageSource, file_chunks
+from fastsync.transports.localfs import StagedDir, atomic_write, blob_exists, place_file, stream_to_file
 
 if TYPE_CHECKING:
-    from ..manifest import Manifest
-    from ..options import TransportOptions
-    from ..session import Session
+    from fastsync.manifest import Manifest
+    from fastsync.options import TransportOptions
+    from fastsync.session import Session
 
 VERSION = b"Directory Transport Version: 1.1\n"
 

@@ -10,9 +10,9 @@ import stat
 import tempfile
 from typing import AsyncIterator, Callable, Optional, TypeVar
 
-from .. import native
-from ..errors import FastsyncError
-from ..model import Descriptor
+from fastsync.core import native
+from fastsync.errors import FastsyncError
+from fastsync.model import Descriptor
 
 T = TypeVar("T")
 

@@ -8,17 +8,17 @@ import re
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator, Optional
 
-from ..errors import DigestMismatch, FastsyncError, InvalidReference, ManifestError, NotFound
-from ..manifest import dumps, manifest_digest, parse_manifest
-from .. import model as m
-from ..model import Descriptor, Digest
-from .base import Capabilities, ImageDestination, ImageReference, ImageSource, file_chunks
-from .localfs import atomic_write, blob_exists, place_file, stream_to_file
+from fastsync.errors import DigestMismatch, FastsyncError, InvalidReference, ManifestError, NotFound
+from fastsync.manifest import dumps, manifest_digest, parse_manifest
+from fastsync import model as m
+from fastsync.model import Descriptor, Digest
+from fastsync.transports.base import Capabilities, ImageDestination, ImageReference, ImageSource, file_chunks
+from fastsync.transports.localfs import atomic_write, blob_exists, place_file, stream_to_file
 
 if TYPE_CHECKING:
-    from ..manifest import Manifest
-    from ..options import TransportOptions
-    from ..session import Session
+    from fastsync.manifest import Manifest
+    from fastsync.options import TransportOptions
+    from fastsync.session import Session
 
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'

@@ -1,0 +1,161 @@
+"""Renders progress events for people (stderr) and results as a JSON report. Only the CLI uses it."""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Optional, TextIO
+
+import orjson
+
+from fastsync.progress import Event, Tally
+
+if TYPE_CHECKING:
+    from fastsync.sync.run import SyncResult
+
+
+class CopyPrinter:
+    """skopeo-like lines: one per blob as it finishes, one when the manifest is written."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def __call__(self, ev: Event) -> None:
+        if ev.kind == "blob-done":
+            state = "skipped: already exists" if ev.reused else "done"
+            self.out.write(f"Copying blob {ev.digest} {state}\n")
+        elif ev.kind == "image-done":
+            self.out.write(f"Wrote manifest {ev.digest}\n")
+        elif ev.kind == "image-skipped":
+            self.out.write(f"Destination already has {ev.digest}; nothing to copy\n")
+        else:
+            return
+        self.out.flush()
+
+
+def _names(image: str) -> tuple[str, str]:
+    src, _, dst = image.partition(" -> ")
+    return src, dst
+
+
+_STATE = {"image-done": "done", "image-skipped": "up to date", "image-planned": "would copy"}
+
+
+class SyncPrinter:
+    """Plain lines for logs and CI: `Progress: 12/143 sync SRC to DST done` once per image."""
+
+    def __init__(self, out: TextIO, verbose: bool = False) -> None:
+        self.out = out
+        self.verbose = verbose
+        self.tally = Tally()
+
+    def __call__(self, ev: Event) -> None:
+        self.tally(ev)
+        if ev.kind == "plan-done":
+            self._line(f"Planned {ev.message}")
+        elif ev.kind in _STATE or ev.kind == "image-failed":
+            src, dst = _names(ev.image)
+            state = _STATE.get(ev.kind) or f"failed: {ev.message}"
+            if ev.kind == "image-planned":
+                self._line(f"Would sync {src} to {dst}")
+                return
+            self._line(f"Progress: {self.tally.images_done}/{self.tally.images_total} sync {src} to {dst} {state}")
+        elif ev.kind == "warning":
+            self._line(f"Warning: {ev.message}")
+        elif ev.kind == "retry" and self.verbose:
+            self._line(f"Retrying {ev.message}")
+
+    def _line(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+
+class RichProgress:
+    """Progress bars on a terminal: bytes (with rate and ETA) and images done/total.
+    Use as a context manager around the job; it is also the event sink."""
+
+    def __init__(self, out: TextIO) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.console = Console(file=out)
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[amount]}"),
+                                 TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=self.console,
+                                 transient=False, refresh_per_second=8)
+        self.bytes_task = self.progress.add_task("bytes ", total=None, amount="", rate="")
+        self.tally = Tally()
+        self._images_task: Optional[int] = None
+
+    def __enter__(self) -> "RichProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bytes(total=max(self.tally.bytes_done, 1))
+        self.progress.stop()
+
+    def _bytes(self, **kw: Any) -> None:
+        t = self.tally
+        # the bar fills with what reached the destinations; the rate is what came from the source
+        self.progress.update(self.bytes_task, completed=t.bytes_done, amount=f"{_human(t.bytes_done)}"
+                             + (f"/{_human(t.bytes_planned)}" if t.bytes_planned else "")
+                             + (f" ({_human(t.bytes_cached)} from cache)" if t.bytes_cached else ""),
+                             rate=f"{_human(t.rate)}/s", **kw)
+
+    def __call__(self, ev: Event) -> None:
+        self.tally(ev)
+        if ev.kind == "plan-done":
+            self._images_task = self.progress.add_task("images", total=ev.size, amount=f"0/{ev.size}", rate="")
+            if ev.total:
+                self._bytes(total=ev.total)
+            self.console.print(f"Planned {ev.message}", highlight=False)
+        elif ev.kind == "bytes":
+            self._bytes()
+        elif ev.kind in ("image-done", "image-skipped", "image-failed"):
+            if self._images_task is not None:
+                self.progress.update(self._images_task, completed=self.tally.images_done,
+                                     amount=f"{self.tally.images_done}/{self.tally.images_total}")
+            if ev.kind == "image-failed":
+                src, _ = _names(ev.image)
+                self.console.print(f"[red]failed[/red] {src}: {ev.message}", markup=True, highlight=False)
+        elif ev.kind == "warning":
+            self.console.print(f"[yellow]warning[/yellow] {ev.message}", markup=True, highlight=False)
+        elif ev.kind == "image-planned":
+            src, dst = _names(ev.image)
+            self.console.print(f"Would sync {src} to {dst}", highlight=False)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+_SUMMED = ("bytes_transferred", "bytes_from_cache", "bytes_skipped", "blobs_transferred", "blobs_from_cache",
+           "blobs_skipped")
+
+
+def report(result: "SyncResult", started: float, dry_run: bool = False) -> dict[str, Any]:
+    """The --report document: per image status, blobs and bytes by where they came from, time; and totals.
+
+    *_transferred: read from the source (downloaded, or read from a local source) and written;
+    *_from_cache: written from the local cache (hardlinked, copied or uploaded), nothing read from
+    the source; *_skipped: already at the destination, mounted there, or moved by another image."""
+    images = []
+    for r in result.images:
+        status = "failed" if r.error else "up-to-date" if r.up_to_date else "planned" if dry_run else "copied"
+        images.append({"source": r.source, "destination": r.destination, "status": status,
+                       "digest": str(r.digest) if r.digest else None, "bytes_transferred": r.bytes_copied,
+                       "bytes_from_cache": r.bytes_cached, "bytes_skipped": r.bytes_reused,
+                       "blobs_transferred": r.blobs_copied, "blobs_from_cache": r.blobs_cached,
+                       "blobs_skipped": r.blobs_reused, "seconds": round(r.seconds, 3),
+                       "error": r.error or None})
+    count = {s: sum(1 for i in images if i["status"] == s) for s in ("copied", "up-to-date", "failed", "planned")}
+    return {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "seconds": round(result.seconds, 3), "images": images,
+            "totals": {"images": len(images), **count, **{k: sum(i[k] for i in images) for k in _SUMMED}}}
+
+
+def write_report(path: str, result: "SyncResult", started: float, dry_run: bool = False) -> None:
+    with open(path, "wb") as f:
+        f.write(orjson.dumps(report(result, started, dry_run), option=orjson.OPT_INDENT_2))

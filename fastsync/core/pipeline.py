@@ -1,0 +1,56 @@
+"""Blob stages: small async generators chained between a source and a destination."""
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator, Callable
+
+from fastsync.core import native
+from fastsync.errors import DigestMismatch
+from fastsync.model import Descriptor
+
+OFFLOAD = 256 * 1024   # chunks at least this big are hashed in a worker thread (the native core drops the GIL)
+
+
+async def verified(chunks: AsyncIterator[bytes], desc: Descriptor, what: str) -> AsyncIterator[bytes]:
+    """Pass chunks through while hashing; raise DigestMismatch before the stream ends cleanly if wrong."""
+    loop = asyncio.get_running_loop()
+    digester = native.Digester()
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if 0 <= desc.size < size:
+            raise DigestMismatch(f"{what} (size)", f"{desc.size} bytes", f"at least {size} bytes")
+        if len(chunk) >= OFFLOAD:
+            await loop.run_in_executor(None, digester.update, chunk)
+        else:
+            digester.update(chunk)
+        yield chunk
+    result = digester.result()
+    if result.digest != str(desc.digest):
+        raise DigestMismatch(what, str(desc.digest), result.digest)
+    if desc.size >= 0 and result.size != desc.size:
+        raise DigestMismatch(f"{what} (size)", f"{desc.size} bytes", f"{result.size} bytes")
+
+
+async def counted(chunks: AsyncIterator[bytes], on_bytes: Callable[[int], None]) -> AsyncIterator[bytes]:
+    """Report each chunk's size (progress)."""
+    async for chunk in chunks:
+        on_bytes(len(chunk))
+        yield chunk
+
+
+async def tee(chunks: AsyncIterator[bytes], sink: Callable[[bytes], None]) -> AsyncIterator[bytes]:
+    """Hand every chunk to `sink` (e.g. a store writer) as it passes."""
+    loop = asyncio.get_running_loop()
+    async for chunk in chunks:
+        await loop.run_in_executor(None, sink, chunk)
+        yield chunk
+
+
+async def verify_file(path: str, desc: Descriptor, what: str) -> None:
+    """Hash a local file (mmap, off the event loop) and compare with the descriptor."""
+    result = await asyncio.get_running_loop().run_in_executor(None, native.sha256_file, path)
+    if result.digest != str(desc.digest):
+        raise DigestMismatch(what, str(desc.digest), result.digest)
+    if desc.size >= 0 and result.size != desc.size:
+        raise DigestMismatch(f"{what} (size)", f"{desc.size} bytes", f"{result.size} bytes")

@@ -1,0 +1,430 @@
+"""HTTP client for one registry (OCI distribution API v2): ping, auth retry, manifests, blobs, tags."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable, Optional
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
+
+import orjson
+
+from fastsync import model as m
+from fastsync.registry.auth import Authenticator, Challenge, credentials_for, parse_challenge
+from fastsync.errors import FastsyncError, NetworkError, NotFound, RegistryError, Unauthorized, body_snippet
+from fastsync.registry.resume import parse_retry_after
+from fastsync.model import Descriptor, Digest
+from fastsync.registry.tls import ssl_context
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from fastsync.options import Credentials, TransportOptions
+    from fastsync.session import Session
+
+ACCEPT = ", ".join(m.MANIFEST_ACCEPT)
+CHUNK = 1 << 20
+log = logging.getLogger("fastsync")
+
+
+def pull(repo: str) -> str:
+    return f"repository:{repo}:pull"
+
+
+def push(repo: str) -> str:
+    return f"repository:{repo}:pull,push"
+
+
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def _error_text(status: int, body: bytes) -> tuple[str, str]:
+    """(code, message) from an OCI error body, falling back to the HTTP status."""
+    try:
+        doc = orjson.loads(body) if body.lstrip()[:1] == b"{" else None
+    except ValueError:
+        doc = None
+    errs = doc.get("errors") if isinstance(doc, dict) else None
+    if isinstance(errs, list) and errs and isinstance(errs[0], dict):
+        e = errs[0]
+        code = e.get("code")
+        code = code if isinstance(code, str) else ""
+        msg = e.get("message")
+        msg = msg if isinstance(msg, str) and msg.strip() else code.lower().replace("_", " ")
+        if msg:
+            return code, " ".join(msg.split())[:200]
+    text = body.decode("utf-8", "replace").strip().splitlines()
+    line = " ".join(text[0].split())[:200] if text else ""
+    return "", line or f"HTTP status {status}"
+
+
+class RegistryClient:
+    """Talks to one registry host with one set of options. Created and cached by `Session.registry`."""
+
+    def __init__(self, session: "Session", host: str, opts: "TransportOptions") -> None:
+        self.session = session
+        self.host = host
+        self.opts = opts
+        self.ssl = ssl_context(host.split("/")[0], opts)
+        self.base: Optional[str] = None
+        self._ping_lock = asyncio.Lock()
+        self._challenge: Optional[Challenge] = None
+        # Credentials may differ per repository (namespace-scoped auth-file keys): resolved once per
+        # repository; one Authenticator (and token cache) per distinct set of credentials.
+        self._creds: dict[Optional[str], "asyncio.Future[Optional[Credentials]]"] = {}
+        self._auths: dict[Optional["Credentials"], Authenticator] = {}
+
+    async def authenticator(self, repo: Optional[str]) -> Authenticator:
+        """The Authenticator holding the credentials that apply to `repo` (None: the registry itself)."""
+        fut = self._creds.get(repo)
+        if fut is None:
+            fut = self._creds[repo] = asyncio.ensure_future(
+                asyncio.to_thread(credentials_for, self.host, repo, self.opts))
+        creds = await asyncio.shield(fut)
+        auth = self._auths.get(creds)
+        if auth is None:
+            auth = self._auths[creds] = Authenticator(self.session.http, self.host, creds, self.ssl,
+                                                      self.opts.registry_token)
+            auth.challenge = self._challenge
+        return auth
+
+    # ---- plumbing -----------------------------------------------------------------------------
+
+    async def ping(self) -> str:
+        """Find the scheme (https, or http when TLS verification is off) and the auth challenge."""
+        if self.base:
+            return self.base
+        import aiohttp
+
+        async with self._ping_lock:
+            if self.base:
+                return self.base
+            schemes = ["https", "http"] if self.opts.tls_verify is False else ["https"]
+            last: Optional[BaseException] = None
+            for scheme in schemes:
+                url = f"{scheme}://{self.host}/v2/"
+                try:
+                    async with self.session.http.get(url, ssl=self.ssl if scheme == "https" else None,
+                                                     allow_redirects=False) as resp:
+                        await resp.read()
+                        log.debug("GET %s -> %d", url, resp.status)
+                        if resp.status == 401:
+                            self._challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
+                        elif resp.status >= 500 or resp.status == 404:
+                            raise RegistryError(f"pinging container registry {self.host}: unexpected status "
+                                                f"{resp.status}", resp.status)
+                    self.base = f"{scheme}://{self.host}"
+                    return self.base
+                except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                    last = exc
+            hint = " (use --tls-verify=false for a plain-http registry)" \
+                if isinstance(last, aiohttp.ClientSSLError) and self.opts.tls_verify is not False else ""
+            raise NetworkError(f"pinging container registry {self.host}: {_describe(last)}{hint}")
+
+    @asynccontextmanager
+    async def request(self, method: str, path_or_url: str, scopes: Iterable[str], *,
+                      headers: Optional[dict[str, str]] = None, data: Any = None,
+                      params: Optional[dict[str, str]] = None, ok: tuple[int, ...] = (200,),
+                      what: str = "", allow_redirects: bool = True) -> AsyncIterator["aiohttp.ClientResponse"]:
+        """One request with auth (see `send`), released when the block ends."""
+        resp = await self.send(method, path_or_url, scopes, headers=headers, data=data, params=params, ok=ok,
+                               what=what, allow_redirects=allow_redirects)
+        try:
+            yield resp
+        finally:
+            resp.release()
+
+    async def send(self, method: str, path_or_url: str, scopes: Iterable[str], *,
+                   headers: Optional[dict[str, str]] = None, data: Any = None,
+                   params: Optional[dict[str, str]] = None, ok: tuple[int, ...] = (200,),
+                   what: str = "", allow_redirects: bool = True) -> "aiohttp.ClientResponse":
+        """One request with auth: on 401, answer the challenge and retry once (replayable bodies only).
+        Returns a response whose status is in `ok`; the caller releases it."""
+        import aiohttp
+
+        base = await self.ping()
+        url = path_or_url if "://" in path_or_url else base + path_or_url
+        scopes = tuple(scopes)
+        authn = await self.authenticator(_repo_of(scopes))
+        replayable = data is None or isinstance(data, (bytes, bytearray))
+        for attempt in (0, 1):
+            hdrs = dict(headers or {})
+            auth = await authn.header(scopes)
+            if auth:
+                hdrs["Authorization"] = auth
+            try:
+                resp = await self.session.http.request(method, url, headers=hdrs, data=data, params=params,
+                                                       ssl=self.ssl if url.startswith("https:") else None,
+                                                       allow_redirects=allow_redirects)
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                inner = _body_error(exc)
+                if inner is not None:      # the streamed body (a source blob) failed, not this request
+                    raise inner from None
+                raise NetworkError(f"{what or method + ' ' + _loggable(url)}: {_describe(exc)}") from None
+            log.debug("%s %s -> %d", method, _loggable(str(resp.url)), resp.status)
+            try:
+                if resp.status == 401 and attempt == 0 and replayable and \
+                        authn.on_challenge(resp.headers.get("WWW-Authenticate", ""), scopes):
+                    await resp.read()
+                    resp.release()
+                    continue
+                if resp.status not in ok:
+                    body = await resp.read() if method != "HEAD" else b""
+                    raise self._error(resp.status, body, what or f"{method} {urlsplit(url).path}", authn.creds,
+                                      resp.headers.get("Retry-After"))
+            except BaseException:
+                resp.release()
+                raise
+            return resp
+        raise AssertionError("unreachable")
+
+    def _error(self, status: int, body: bytes, what: str, creds: Optional["Credentials"] = None,
+               retry_after: Optional[str] = None) -> FastsyncError:
+        """The error for a failed response; 429/503 carry the server's Retry-After (seconds) for the
+        per-blob retry loop."""
+        code, msg = _error_text(status, body)
+        if status == 401:
+            if not creds:
+                msg = f"authentication required ({msg})" if msg != "authentication required" else msg
+            return Unauthorized(f"{what}: unauthorized: {msg}", status, code)
+        if status == 403:
+            return Unauthorized(f"{what}: denied: {msg}", status, code)
+        if status == 404:
+            return NotFound(f"{what}: {msg}")
+        exc = RegistryError(f"{what}: {msg} (HTTP {status})", status, code)
+        exc.retry_after = parse_retry_after(retry_after)  # type: ignore[attr-defined]
+        return exc
+
+    # ---- manifests ----------------------------------------------------------------------------
+
+    async def get_manifest(self, repo: str, ref: str) -> tuple[bytes, str, Optional[str]]:
+        """(bytes, media type, Docker-Content-Digest header) of a manifest by tag or digest."""
+        async with self.request("GET", f"/v2/{repo}/manifests/{ref}", (pull(repo),), headers={"Accept": ACCEPT},
+                                what=f"reading manifest {ref} in {self.host}/{repo}") as resp:
+            raw = await resp.read()
+            mt = resp.headers.get("Content-Type", "").split(";")[0].strip()
+            return raw, mt, resp.headers.get("Docker-Content-Digest")
+
+    async def head_manifest(self, repo: str, ref: str, scopes: Optional[tuple[str, ...]] = None) -> Optional[Digest]:
+        """The digest a tag/digest resolves to, or None when it does not exist (HEAD: no pull counted).
+        A destination passes its push scope, so one token serves the whole push."""
+        try:
+            async with self.request("HEAD", f"/v2/{repo}/manifests/{ref}", scopes or (pull(repo),),
+                                    headers={"Accept": ACCEPT}, ok=(200,),
+                                    what=f"checking manifest {ref} in {self.host}/{repo}") as resp:
+                dcd = resp.headers.get("Docker-Content-Digest")
+                return Digest.parse(dcd) if dcd else None
+        except NotFound:
+            return None
+
+    async def put_manifest(self, repo: str, ref: str, raw: bytes, media_type: str) -> Optional[str]:
+        async with self.request("PUT", f"/v2/{repo}/manifests/{ref}", (push(repo),), data=raw,
+                                headers={"Content-Type": media_type}, ok=(200, 201, 202),
+                                what=f"writing manifest {ref} to {self.host}/{repo}") as resp:
+            return resp.headers.get("Docker-Content-Digest")
+
+    async def delete_manifest(self, repo: str, digest: Digest) -> None:
+        async with self.request("DELETE", f"/v2/{repo}/manifests/{digest}", (f"repository:{repo}:delete",
+                                                                              push(repo)),
+                                ok=(200, 202), what=f"deleting {self.host}/{repo}@{digest}"):
+            return
+
+    # ---- blobs --------------------------------------------------------------------------------
+
+    async def has_blob(self, repo: str, desc: Descriptor, scopes: Optional[tuple[str, ...]] = None) -> bool:
+        try:
+            async with self.request("HEAD", f"/v2/{repo}/blobs/{desc.digest}", scopes or (pull(repo),),
+                                    what=f"checking blob {desc.digest} in {self.host}/{repo}") as resp:
+                size = resp.headers.get("Content-Length")
+                return desc.size < 0 or size is None or int(size) == desc.size
+        except NotFound:
+            return False
+
+    async def blob_chunks(self, repo: str, desc: Descriptor, offset: int = 0) -> AsyncIterator[bytes]:
+        """Stream a blob (from byte `offset` on, with Range), following redirects by hand so
+        credentials never leave the registry host. A server that ignores Range answers 200 and the
+        first `offset` bytes are skipped; 429/5xx raise errors carrying Retry-After.
+
+        One flat async generator (no context managers or generators inside): abandoned half-read and
+        closed late, at event loop shutdown, it only releases its response."""
+        import aiohttp
+
+        what = f"reading blob {desc.digest} from {self.host}/{repo}"
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        resp = await self.send("GET", f"/v2/{repo}/blobs/{desc.digest}", (pull(repo),), headers=headers,
+                               ok=(200, 206) + _REDIRECTS, what=what, allow_redirects=False)
+        try:
+            location = urljoin(str(resp.url), resp.headers.get("Location", "")) if resp.status in _REDIRECTS else None
+            origin = _origin(self.base or "")
+            for _ in range(11):
+                if location is not None:
+                    resp.release()
+                    hdrs = dict(headers)
+                    if _origin(location) == origin:
+                        auth = await (await self.authenticator(repo)).header((pull(repo),))
+                        if auth:
+                            hdrs["Authorization"] = auth
+                    else:  # blob storage elsewhere (S3-like): never hand it the registry's credentials
+                        log.debug("blob %s redirected to %s (no Authorization sent)", desc.digest,
+                                  _loggable(location))
+                    try:
+                        resp = await self.session.http.get(location, headers=hdrs, allow_redirects=False,
+                                                           ssl=self.ssl if location.startswith("https:") else None)
+                    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                        raise NetworkError(f"{what}: {_describe(exc)}") from None
+                    log.debug("GET %s -> %d", _loggable(location), resp.status)
+                    if resp.status in _REDIRECTS:
+                        location = urljoin(location, resp.headers.get("Location", ""))
+                        continue
+                    if resp.status not in (200, 206):
+                        raise self._error(resp.status, await resp.read(), what, None, resp.headers.get("Retry-After"))
+                skip = offset if resp.status == 200 else 0
+                if resp.status == 206 and not resp.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
+                    raise RegistryError(f"{what}: unexpected Content-Range {resp.headers.get('Content-Range')!r}")
+                try:
+                    async for chunk in resp.content.iter_chunked(CHUNK):
+                        if skip:
+                            if len(chunk) <= skip:
+                                skip -= len(chunk)
+                                continue
+                            chunk, skip = chunk[skip:], 0
+                        yield chunk
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                    raise NetworkError(f"{what}: {_describe(exc)}") from None
+                return
+            raise RegistryError(f"{what}: too many redirects")
+        finally:
+            resp.release()
+
+    async def mount_blob(self, repo: str, desc: Descriptor, from_repo: str) -> bool:
+        """Cross-repository mount; True when the registry mounted it (201)."""
+        q = urlencode({"mount": str(desc.digest), "from": from_repo})
+        async with self.request("POST", f"/v2/{repo}/blobs/uploads/?{q}", (push(repo), pull(from_repo)),
+                                ok=(201, 202), what=f"mounting {desc.digest} into {self.host}/{repo}") as resp:
+            if resp.status == 201:
+                return True
+            loc = resp.headers.get("Location")
+        if loc:  # an upload session was opened instead; close it
+            try:
+                async with self.request("DELETE", urljoin(self.base or "", loc), (push(repo),), ok=(204, 200, 202, 404)):
+                    pass
+            except FastsyncError:
+                pass
+        return False
+
+    async def upload_blob(self, repo: str, desc: Descriptor, chunks: AsyncIterator[bytes]) -> None:
+        """POST an upload session, then one streamed PUT with the digest (the registry verifies it)."""
+        what = f"writing blob {desc.digest} to {self.host}/{repo}"
+        async with self.request("POST", f"/v2/{repo}/blobs/uploads/", (push(repo),), ok=(202,), what=what) as resp:
+            loc = resp.headers.get("Location")
+        if not loc:
+            raise RegistryError(f"{what}: the registry gave no upload location")
+        url = urljoin(self.base or "", loc)
+        url += ("&" if "?" in url else "?") + urlencode({"digest": str(desc.digest)})
+        headers = {"Content-Type": "application/octet-stream"}
+        if desc.size >= 0:
+            headers["Content-Length"] = str(desc.size)
+        async with self.request("PUT", url, (push(repo),), data=chunks, headers=headers, ok=(201, 204), what=what):
+            pass
+
+    # ---- tags ---------------------------------------------------------------------------------
+
+    async def list_tags(self, repo: str, page_size: int = 0) -> list[str]:
+        """Every tag of `repo`, following `Link: <...>; rel="next"` pagination."""
+        tags: list[str] = []
+        path: Optional[str] = f"/v2/{repo}/tags/list" + (f"?n={page_size}" if page_size else "")
+        while path:
+            what = f"listing tags of {self.host}/{repo}"
+            async with self.request("GET", path, (pull(repo),), what=what) as resp:
+                body = await resp.read()
+                link = resp.headers.get("Link", "")
+                ctype = resp.headers.get("Content-Type", "")
+            tags.extend(parse_tag_list(body, what, ctype))
+            path = next_link(link, self.base or "")
+        return tags
+
+
+def parse_tag_list(body: bytes, what: str, content_type: str = "") -> list[str]:
+    """The `tags` of a tags/list answer (`{"name": ..., "tags": [...]}`, `tags` may be null); anything
+    else is a one-line RegistryError naming what was read."""
+    def bad(why: str) -> RegistryError:
+        ctype = content_type.split(";")[0].strip()
+        return RegistryError(f"{what}: the registry's answer is not a tag list ({why}"
+                             + (f", Content-Type {ctype}" if ctype else "") + ")")
+    try:
+        doc = orjson.loads(body)
+    except ValueError:
+        raise bad(f"not JSON: {body_snippet(body)}") from None
+    if not isinstance(doc, dict):
+        raise bad(f"a JSON {type(doc).__name__}, not an object")
+    tags = doc.get("tags")
+    if tags is None:
+        return []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise bad('"tags" is not a list of strings')
+    return tags
+
+
+def _repo_of(scopes: tuple[str, ...]) -> Optional[str]:
+    """The repository whose credentials a request uses: the first scope's (`repository:NAME:actions`)."""
+    if not scopes or not scopes[0].startswith("repository:"):
+        return None
+    return scopes[0][len("repository:"):].rpartition(":")[0] or None
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
+
+
+_LOGGED_QUERY = {"digest", "mount", "from", "n", "last"}
+
+
+def _loggable(url: str) -> str:
+    """`url` fit for logs: no userinfo, and only harmless query parameters (no upload state, signatures)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    query = [f"{k}={v}" if k in _LOGGED_QUERY else f"{k}=..." for k, v in parse_qsl(parts.query, True)]
+    return f"{parts.scheme}://{host}{parts.path}" + ("?" + "&".join(query) if query else "")
+
+
+def next_link(header: str, base: str) -> Optional[str]:
+    """The absolute URL of a `Link: <url>; rel="next"` header, or None."""
+    for part in header.split(","):
+        target, _, params = part.partition(";")
+        if 'rel="next"' in params.replace(" ", "") or "rel=next" in params.replace(" ", ""):
+            return urljoin(base, target.strip().strip("<>"))
+    return None
+
+
+def _body_error(exc: BaseException) -> Optional[FastsyncError]:
+    """The FastsyncError raised by a request's streamed body, which aiohttp wraps in a send
+    failure: the source's own error (a 429 with its Retry-After, a digest mismatch) is what counts."""
+    seen = 0
+    e: Optional[BaseException] = exc
+    while e is not None and seen < 8:
+        if isinstance(e, FastsyncError):
+            return e
+        e = e.__cause__ or e.__context__
+        seen += 1
+    return None
+
+
+def _describe(exc: Optional[BaseException]) -> str:
+    """A short, secret-free description of a connection-level failure."""
+    import aiohttp
+
+    if exc is None:
+        return "unknown error"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"TLS certificate of {exc.host} not trusted ({exc.certificate_error})"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        os_err = exc.os_error
+        if isinstance(os_err, ConnectionRefusedError):
+            return f"cannot connect to {exc.host}:{exc.port}: connection refused"
+        reason = getattr(os_err, "strerror", None) or getattr(os_err, "reason", None) or str(os_err)
+        return f"cannot connect to {exc.host}:{exc.port}: {reason}"
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    text = str(exc) or type(exc).__name__
+    return " ".join(text.split())

@@ -1,0 +1,113 @@
+"""TLS settings per registry: --tls-verify, --cert-dir and the default certs.d directories.
+
+As containers/image does it: one certificate directory per registry -- --cert-dir when given, else
+the first that exists of ~/.config/containers/certs.d/HOST:PORT, /etc/containers/certs.d/HOST:PORT
+and /etc/docker/certs.d/HOST:PORT. In it, `*.crt` files are extra CAs (added to the system ones)
+and each `NAME.cert` must come with `NAME.key` (a client certificate). --tls-verify=false turns
+verification off (and lets the registry client fall back to plain HTTP) but still presents a client
+certificate when the directory has one.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import threading
+from typing import Optional
+
+from fastsync.errors import FastsyncError
+from fastsync.options import TransportOptions
+
+log = logging.getLogger("fastsync")
+
+CERT_DIRS = ("/etc/containers/certs.d", "/etc/docker/certs.d")
+HOME_CERT_DIR = os.path.join(".config", "containers", "certs.d")
+
+
+class CertificateError(FastsyncError):
+    """A certificate directory holds something unusable (a .cert without .key, a bad PEM file)."""
+
+
+def cert_dir_for(host: str, opts: TransportOptions) -> Optional[str]:
+    """The one directory whose certificates apply to `host` (HOST:PORT), or None."""
+    if opts.cert_dir:
+        return opts.cert_dir
+    candidates = [os.path.join(os.path.expanduser("~"), HOME_CERT_DIR)] + list(CERT_DIRS)
+    for base in candidates:
+        d = os.path.join(base, host)
+        if os.path.isdir(d):
+            return d
+    return None
+
+
+def _load_dir(ctx: ssl.SSLContext, d: str, verify: bool) -> None:
+    try:
+        names = sorted(os.listdir(d))
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        log.debug("no certificates read from %s", d)
+        return
+    except OSError as exc:
+        raise CertificateError(f"reading certificate directory {d}: {exc.strerror or exc}") from None
+    log.debug("looking for TLS certificates and private keys in %s", d)
+    for name in names:
+        path = os.path.join(d, name)
+        try:
+            if name.endswith(".crt"):
+                if verify:
+                    ctx.load_verify_locations(cafile=path)
+            elif name.endswith(".cert"):
+                key = name[:-len(".cert")] + ".key"
+                if key not in names:
+                    raise CertificateError(f"missing key {key} for client certificate {name} in {d}. Note that "
+                                           f"CA certificates should use the extension .crt")
+                ctx.load_cert_chain(path, os.path.join(d, key))
+            elif name.endswith(".key"):
+                cert = name[:-len(".key")] + ".cert"
+                if cert not in names:
+                    raise CertificateError(f"missing client certificate {cert} for key {name} in {d}")
+        except ssl.SSLError as exc:
+            raise CertificateError(f"loading {path}: {exc.reason or exc}") from None
+        except OSError as exc:
+            raise CertificateError(f"loading {path}: {exc.strerror or exc}") from None
+
+
+_CONTEXTS: dict[tuple, ssl.SSLContext] = {}
+_CONTEXTS_LOCK = threading.Lock()
+
+
+def _dir_state(d: Optional[str]) -> tuple:
+    """What a certificate directory holds (names, sizes, mtimes): a changed file makes a new context."""
+    if not d:
+        return ()
+    try:
+        return tuple((e.name, st.st_size, st.st_mtime_ns) for e in sorted(os.scandir(d), key=lambda e: e.name)
+                     for st in (e.stat(),))
+    except OSError:
+        return ("?",)
+
+
+def ssl_context(host: str, opts: TransportOptions) -> "ssl.SSLContext":
+    """TLS settings for `host`: system CAs plus the cert dir's; --tls-verify=false disables checks.
+
+    Contexts are shared by every registry using the same settings and directory contents (loading
+    the system CAs costs ~20 ms a context, which adds up over hundreds of registry clients)."""
+    verify = opts.tls_verify is not False
+    d = cert_dir_for(host, opts)
+    key = (verify, d, _dir_state(d))
+    with _CONTEXTS_LOCK:
+        ctx = _CONTEXTS.get(key)
+    if ctx is None:
+        ctx = _new_context(verify, d)
+        with _CONTEXTS_LOCK:
+            ctx = _CONTEXTS.setdefault(key, ctx)
+    return ctx
+
+
+def _new_context(verify: bool, d: Optional[str]) -> "ssl.SSLContext":
+    ctx = ssl.create_default_context()
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if d:
+        _load_dir(ctx, d, verify)
+    return ctx

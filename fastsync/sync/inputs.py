@@ -1,0 +1,318 @@
+"""`sync` inputs and destination naming, as skopeo sync does them, plus plain lists and image-syncer.
+
+A *source kind* (`--src`) turns the SOURCE argument into images (`SourceImage`: a reference, its
+options and the suffix skopeo would name it by); a *destination kind* (`--dest`) turns DESTINATION and
+that suffix into a reference, and can say what a destination holds now. Both are tables of
+"module:attribute" entries, so a transport adds itself with one line in each:
+
+    SOURCE_KINDS["registry-storage"] = "fastsync.sync.storage_kinds:SYNC_SOURCE"
+    DEST_KINDS["registry-storage"] = "fastsync.sync.storage_kinds:SYNC_DEST"
+
+Naming (skopeo's cmd/skopeo/sync.go): the suffix is the source's full docker reference
+(`registry.example.com/ns/busybox:1.36`) or, for dir:, its path below SOURCE; without --scoped only
+its last path element is kept; then DESTINATION/suffix + --append-suffix.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib
+import os
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Optional, Protocol
+
+from fastsync.errors import FastsyncError, InvalidReference, UsageError
+from fastsync.model import Digest
+from fastsync.options import CopyOptions, GlobalOptions, TransportOptions
+from fastsync.progress import Event, EventSink, emitter
+from fastsync.reference import DockerReference, parse_docker_reference
+from fastsync.sync.run import Probe, SyncItem, SyncOptions, SyncResult
+from fastsync.session import Session
+from fastsync.transports.base import ImageReference
+
+
+@dataclass(frozen=True)
+class SyncInput:
+    """What the command line gave besides the two kinds."""
+
+    source: str
+    destination: str
+    src_opts: TransportOptions = TransportOptions()
+    dst_opts: TransportOptions = TransportOptions()
+    scoped: bool = False
+    append_suffix: str = ""
+    src_registry: Optional[str] = None     # list: prefix for lines without a registry
+    auth_file: Optional[str] = None        # image-syncer: its auth file
+    keep_going: bool = False
+    warnings: list[str] = field(default_factory=list, compare=False)
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    ref: ImageReference
+    opts: TransportOptions
+    suffix: str                       # skopeo's destination suffix (the --scoped form)
+    plain: Optional[str] = None       # the unscoped suffix, when not the last element of `suffix`
+    dest: Optional[str] = None        # an explicit destination name (image-syncer), no suffix logic
+
+
+class SourceKind(Protocol):
+    async def __call__(self, session: Session, inp: SyncInput) -> list[SourceImage]: ...
+
+
+def _as_written(destination: str) -> str:
+    return destination
+
+
+@dataclass(frozen=True)
+class DestKind:
+    name: str
+    reference: Callable[[str], ImageReference]        # the joined name -> reference
+    probe: Callable[[ImageReference, TransportOptions], Optional[Probe]]
+    local: bool = False                               # a filesystem path (dir -> dir is refused)
+    # DESTINATION as written -> as image names are joined to it (registry-storage: a bare ROOT is ROOT:)
+    destination: Callable[[str], str] = _as_written
+
+
+SOURCE_KINDS: dict[str, str] = {
+    "docker": "fastsync.sync.inputs:docker_source",
+    "dir": "fastsync.sync.inputs:dir_source",
+    "yaml": "fastsync.sync.config:yaml_source",
+    "list": "fastsync.sync.config:list_source",
+    "image-syncer": "fastsync.sync.config:image_syncer_source",
+    "registry-storage": "fastsync.sync.storage_kinds:SYNC_SOURCE",
+}
+DEST_KINDS: dict[str, str] = {
+    "docker": "fastsync.sync.inputs:DOCKER_DEST",
+    "dir": "fastsync.sync.inputs:DIR_DEST",
+    "registry-storage": "fastsync.sync.storage_kinds:SYNC_DEST",
+}
+
+
+def _load(table: dict[str, str], kind: str, what: str) -> Any:
+    if kind not in table:
+        raise UsageError(f"{kind!r} is not a valid {what} transport (valid: {', '.join(sorted(table))})")
+    module, _, attr = table[kind].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+# ---- Go's path package, which skopeo's naming uses ------------------------------------------------
+
+def go_clean(p: str) -> str:
+    if not p:
+        return "."
+    out = posixpath.normpath(p)
+    return "/" + out.lstrip("/") if out.startswith("//") else out
+
+
+def go_join(*parts: str) -> str:
+    joined = "/".join(x for x in parts if x)
+    return go_clean(joined) if joined else ""
+
+
+def go_base(p: str) -> str:
+    if not p:
+        return "."
+    p = p.rstrip("/")
+    return p.rsplit("/", 1)[-1] if p else "/"
+
+
+# ---- sources: docker and dir ----------------------------------------------------------------------
+
+def parse_source_name(text: str) -> DockerReference:
+    text = text[len("docker://"):] if text.startswith("docker://") else text
+    try:
+        return parse_docker_reference(text)
+    except InvalidReference as exc:
+        raise UsageError(f"Cannot obtain a valid image reference for transport \"docker\" and reference "
+                         f"{text!r}: {exc}") from None
+
+
+def docker_image(ref: DockerReference) -> ImageReference:
+    from fastsync.transports.docker import DockerImageReference
+
+    return DockerImageReference(ref)
+
+
+async def repository_images(session: Session, repo: DockerReference, opts: TransportOptions) -> list[DockerReference]:
+    """Every tag of a repository as a reference (tags that are not valid references are skipped)."""
+    tags = await session.registry(repo.registry, opts).list_tags(repo.path)
+    out = []
+    for tag in tags:
+        try:
+            out.append(parse_docker_reference(f"{repo.name}:{tag}"))
+        except InvalidReference:
+            continue
+    return out
+
+
+async def docker_source(session: Session, inp: SyncInput) -> list[SourceImage]:
+    ref = parse_source_name(inp.source)
+    refs = [ref] if ref.tag or ref.digest else await repository_images(session, ref, inp.src_opts)
+    if not refs:
+        raise FastsyncError(f"No images to sync found in {inp.source!r}")
+    return [SourceImage(docker_image(r), inp.src_opts, str(r)) for r in refs]
+
+
+def find_dir_images(root: str) -> list[str]:
+    """Directories holding manifest.json below `root`, found in the order Go's filepath.WalkDir
+    visits them (lexical; a manifest.json ends the walk of its directory, as skopeo's SkipDir)."""
+    found: list[str] = []
+
+    def walk(path: str) -> None:
+        try:
+            entries = sorted(os.scandir(path), key=lambda e: e.name)
+        except OSError as exc:
+            raise FastsyncError(f"Error walking the path {root!r}: {exc.strerror}") from None
+        for e in entries:
+            child = go_join(path, e.name)
+            if e.is_dir(follow_symlinks=False):
+                walk(child)
+            elif e.name == "manifest.json":
+                found.append(posixpath.dirname(child) or ".")
+                return
+    walk(root)
+    return found
+
+
+async def dir_source(session: Session, inp: SyncInput) -> list[SourceImage]:
+    from fastsync.transports.dir import DirImageReference
+
+    base = inp.source
+    if not os.path.exists(base):
+        raise FastsyncError(f"Invalid source directory specified: stat {base}: no such file or directory")
+    images = []
+    for d in find_dir_images(base):
+        suffix = d[len(base):] if d.startswith(base) else d
+        images.append(SourceImage(DirImageReference(d), inp.src_opts, suffix or go_base(base)))
+    if not images:
+        raise FastsyncError(f"No images to sync found in {base!r}")
+    return images
+
+
+# ---- destinations -------------------------------------------------------------------------------
+
+def _docker_dest(name: str) -> ImageReference:
+    from fastsync.transports.docker import DockerImageReference
+
+    try:
+        return DockerImageReference.parse("//" + name)
+    except InvalidReference as exc:
+        raise UsageError(f"Cannot obtain a valid image reference for transport \"docker\" and reference "
+                         f"\"//{name}\": {exc}") from None
+
+
+def _docker_probe(ref: ImageReference, opts: TransportOptions) -> Probe:
+    async def probe(session: Session) -> Optional[Digest]:
+        r = ref.docker_reference
+        assert r is not None
+        try:
+            return await session.registry(r.registry, opts).head_manifest(
+                r.path, str(r.digest) if r.digest else (r.tag or "latest"), scopes=(f"repository:{r.path}:pull,push",))
+        except FastsyncError:
+            return None        # unreachable or no rights to look: the copy will say why
+    return probe
+
+
+def _dir_dest(name: str) -> ImageReference:
+    from fastsync.transports.dir import DirImageReference
+
+    return DirImageReference(name)
+
+
+def _dir_probe(ref: ImageReference, opts: TransportOptions) -> Probe:
+    async def probe(session: Session) -> Optional[Digest]:
+        from fastsync.manifest import manifest_digest
+
+        try:
+            with open(os.path.join(ref.details, "manifest.json"), "rb") as f:
+                raw = f.read()
+            return manifest_digest(raw)
+        except (OSError, FastsyncError):
+            return None
+    return probe
+
+
+DOCKER_DEST = DestKind("docker", _docker_dest, _docker_probe)
+DIR_DEST = DestKind("dir", _dir_dest, _dir_probe, local=True)
+
+
+# ---- resolving a sync into items ----------------------------------------------------------------
+
+def destination_name(img: SourceImage, inp: SyncInput) -> str:
+    if img.dest is not None:
+        return img.dest
+    suffix = img.suffix if inp.scoped else (img.plain if img.plain is not None else go_base(img.suffix))
+    dest = inp.destination[len("docker://"):] if inp.destination.startswith("docker://") else inp.destination
+    return go_join(dest, suffix) + inp.append_suffix
+
+
+async def resolve(session: Session, src_kind: str, dest_kind: str, inp: SyncInput) -> list[SyncItem]:
+    """Expand SOURCE into images and name each one's destination (no image is read yet)."""
+    source: SourceKind = _load(SOURCE_KINDS, src_kind, "source")
+    dest: DestKind = _load(DEST_KINDS, dest_kind, "destination")
+    inp = dataclasses.replace(inp, destination=dest.destination(inp.destination))
+    if src_kind == "dir" and dest.local and dest_kind == "dir":
+        raise UsageError("sync from 'dir' to 'dir' not implemented, consider using rsync instead")
+    images = await source(session, inp)
+    items: list[SyncItem] = []
+    by_dest: dict[str, str] = {}
+    for img in images:
+        name = destination_name(img, inp)
+        ref = dest.reference(name)
+        key, src = str(ref), str(img.ref)
+        if key in by_dest:
+            if by_dest[key] == src:
+                continue
+            raise UsageError(f"{by_dest[key]} and {src} would both be written to {key} (use --scoped)")
+        by_dest[key] = src
+        opts = dest_options(ref, inp)
+        items.append(SyncItem(img.ref, ref, img.opts, opts, dest.probe(ref, opts)))
+    return items
+
+
+def dest_options(ref: ImageReference, inp: SyncInput) -> TransportOptions:
+    """The destination's options; image-syncer's auth file may name its registry or namespace."""
+    if inp.auth_file and ref.docker_reference is not None:
+        from fastsync.sync.config import syncer_options
+
+        return syncer_options(inp.auth_file, ref.docker_reference, inp.dst_opts)
+    return inp.dst_opts
+
+
+def sync_images(source: str, destination: str, src_kind: str = "docker", dest_kind: str = "docker",
+                options: Optional[SyncOptions] = None, src_opts: TransportOptions = TransportOptions(),
+                dst_opts: TransportOptions = TransportOptions(), scoped: bool = False, append_suffix: str = "",
+                src_registry: Optional[str] = None, auth_file: Optional[str] = None,
+                global_options: Optional[GlobalOptions] = None, store: Any = None,
+                on_event: Optional[EventSink] = None) -> SyncResult:
+    """skopeo sync: every image of SOURCE (a `src_kind`) to DESTINATION (a `dest_kind`).
+
+    With a `store` (fastsync.store.blobs.Store) blobs are cached across runs and dir: destinations are
+    filled by hardlinks. Returns per-image results; raises on the first failure unless
+    `options.keep_going`."""
+    from fastsync.api import run
+    from fastsync.sync.run import run_sync
+
+    opts = options or SyncOptions(CopyOptions())
+    inp = SyncInput(source, destination, src_opts, dst_opts, scoped, append_suffix, src_registry, auth_file,
+                    opts.keep_going)
+
+    async def go(session: Session) -> SyncResult:
+        items = await resolve(session, src_kind, dest_kind, inp)
+        for w in inp.warnings:
+            emitter(on_event)(Event("warning", message=w))
+        return await run_sync(session, items, opts, on_event)
+
+    if store is not None:
+        store.open_run()
+    try:
+        return run(go, global_options, store)
+    finally:
+        if store is not None:
+            store.close_run()
+
+
+__all__ = ["SyncInput", "SourceImage", "DestKind", "SOURCE_KINDS", "DEST_KINDS", "resolve", "sync_images",
+           "destination_name", "SyncItem", "SyncOptions", "SyncResult"]

@@ -1,0 +1,267 @@
+"""`registry-storage:` — the on-disk tree that the registry binary (CNCF distribution 2.x) serves.
+
+Image names are ``registry-storage:ROOT:NAME[:TAG]`` or ``registry-storage:ROOT:NAME@DIGEST``
+(TAG defaults to ``latest``), where ROOT is the registry's ``storage.filesystem.rootdirectory``
+(the directory holding ``docker/registry/v2``) and NAME the repository path as pushed
+(``library/alpine``, no registry host). ``registry-storage:ROOT`` alone names the whole tree, for
+sync. ROOT cannot contain ``:`` (as with ``oci:``).
+
+Inside a tree that exists, ``registry-storage:ROOT/NAME[:TAG|@DIGEST]`` is accepted too: ROOT is then
+the nearest enclosing directory holding ``docker/registry/v2`` (see `split_root`). A tree that does
+not exist yet (a new destination) needs the colon form, which says where ROOT ends.
+
+The layout (distribution's ``registry/storage/paths.go``), under ``ROOT/docker/registry/v2``:
+
+    blobs/<alg>/<hex[:2]>/<hex>/data                              every blob and manifest, once
+    repositories/<name>/_layers/<alg>/<hex>/link                  each blob the repository references
+    repositories/<name>/_manifests/revisions/<alg>/<hex>/link     each manifest (index children too)
+    repositories/<name>/_manifests/tags/<tag>/index/<alg>/<hex>/link
+    repositories/<name>/_manifests/tags/<tag>/current/link        the tag (written last)
+
+A link file holds the bare digest (``sha256:<hex>``, no newline). Schema 1 manifests are stored
+as their signed payload without signatures (the registry re-signs them on every GET).
+The source and destination live in ``storage_src`` and ``storage_dest``.
+"""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Iterator, Optional
+
+from fastsync.errors import FastsyncError, InvalidReference, NotFound
+from fastsync.model import Digest
+from fastsync.reference import DEFAULT_TAG, _PATH_RE, _TAG_RE
+from fastsync.transports.base import ImageReference
+
+if TYPE_CHECKING:
+    from fastsync.options import TransportOptions
+    from fastsync.session import Session
+    from fastsync.transports.storage.destination import StorageDestination
+    from fastsync.transports.storage.source import StorageSource
+
+V2 = os.path.join("docker", "registry", "v2")
+SPELLING = "registry-storage:ROOT:NAME[:TAG|@DIGEST]"
+_NAME_MAX = 255
+
+
+class Layout:
+    """Paths of one storage root (pure path arithmetic plus link reads; no writes)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+        self.v2 = os.path.join(self.root, V2)
+
+    def exists(self) -> bool:
+        return os.path.isdir(self.v2)
+
+    def blob_data(self, digest: Digest) -> str:
+        return os.path.join(self.v2, "blobs", digest.algorithm, digest.hex[:2], digest.hex, "data")
+
+    def repo(self, name: str) -> str:
+        return os.path.join(self.v2, "repositories", *name.split("/"))
+
+    def layer_link(self, name: str, digest: Digest) -> str:
+        return os.path.join(self.repo(name), "_layers", digest.algorithm, digest.hex, "link")
+
+    def revision_link(self, name: str, digest: Digest) -> str:
+        return os.path.join(self.repo(name), "_manifests", "revisions", digest.algorithm, digest.hex, "link")
+
+    def tag_dir(self, name: str, tag: str) -> str:
+        return os.path.join(self.repo(name), "_manifests", "tags", tag)
+
+    def tag_current(self, name: str, tag: str) -> str:
+        return os.path.join(self.tag_dir(name, tag), "current", "link")
+
+    def tag_index(self, name: str, tag: str, digest: Digest) -> str:
+        return os.path.join(self.tag_dir(name, tag), "index", digest.algorithm, digest.hex, "link")
+
+    def read_link(self, path: str) -> Optional[Digest]:
+        """The digest a link file holds, or None when there is no such link."""
+        try:
+            with open(path, "rb") as f:
+                text = f.read(200).decode("ascii", "replace").strip()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            return Digest.parse(text)
+        except FastsyncError:
+            raise FastsyncError(f"corrupt link file {path}: {text[:80]!r} is not a digest") from None
+
+    def linked(self, path: str, digest: Digest) -> bool:
+        return self.read_link(path) == digest
+
+    def tags(self, name: str) -> list[str]:
+        """The repository's tags (those with a current link), sorted."""
+        tags_dir = os.path.join(self.repo(name), "_manifests", "tags")
+        try:
+            entries = os.listdir(tags_dir)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(t for t in entries if os.path.isfile(self.tag_current(name, t)))
+
+    def repositories(self) -> list[str]:
+        """Every repository in the tree (a directory holding `_manifests`), sorted, as the catalog lists them."""
+        base = os.path.join(self.v2, "repositories")
+        return sorted(_walk_repos(base, ""))
+
+    def images(self) -> list[tuple[str, str]]:
+        """Every (repository, tag) in the tree."""
+        return [(name, tag) for name in self.repositories() for tag in self.tags(name)]
+
+
+def _walk_repos(base: str, prefix: str) -> Iterator[str]:
+    try:
+        entries = sorted(os.scandir(base), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    names = {e.name for e in entries}
+    if prefix and "_manifests" in names:
+        yield prefix
+    for e in entries:
+        if not e.name.startswith("_") and e.is_dir(follow_symlinks=False):
+            yield from _walk_repos(e.path, f"{prefix}/{e.name}" if prefix else e.name)
+
+
+def enclosing_root(path: str) -> Optional[str]:
+    """The nearest strict ancestor of `path` that is a storage root, if any (a misspelt name)."""
+    cur = os.path.abspath(path)
+    while True:
+        parent = os.path.dirname(cur)
+        if parent == cur:
+            return None
+        cur = parent
+        if os.path.isdir(os.path.join(cur, V2)):
+            return cur
+
+
+class StorageImageReference(ImageReference):
+    transport = "registry-storage"
+
+    def __init__(self, root: str, name: Optional[str] = None, tag: Optional[str] = None,
+                 digest: Optional[Digest] = None, pool: Optional[str] = None,
+                 spelled: Optional[str] = None) -> None:
+        self.layout = Layout(root)
+        self.name = name
+        self.tag = tag if tag or digest or not name else DEFAULT_TAG
+        self.digest = digest
+        self.pool = Layout(pool) if pool else None     # link blobs from this tree when it has them
+        self.spelled = spelled                          # the name as the user wrote it, for messages
+
+    @property
+    def root(self) -> str:
+        return self.layout.root
+
+    @classmethod
+    def parse(cls, details: str) -> "StorageImageReference":
+        full = f"registry-storage:{details}"
+        root, rest = split_root(details)
+        if not root:
+            raise InvalidReference(f"invalid image name {full!r}: a storage root directory is required "
+                                   f"({SPELLING})")
+        if not rest:
+            return cls(root, spelled=full)
+        name, tag, digest = parse_image(rest, full)
+        return cls(root, name, tag, digest, spelled=full)
+
+    @property
+    def details(self) -> str:
+        if not self.name:
+            return self.root
+        return f"{self.root}:{self.name}" + (f"@{self.digest}" if self.digest else f":{self.tag}")
+
+    def _need_name(self, what: str) -> str:
+        if not self.name:
+            raise InvalidReference(f"{self}: name the image to {what} as {SPELLING}")
+        return self.name
+
+    def check_root_spelling(self) -> None:
+        """A one-line hint when ROOT was written as a path inside a storage root (ROOT/NAME:TAG)."""
+        outer = enclosing_root(self.root)
+        if outer and not self.layout.exists():
+            raise InvalidReference(f"{self.spelled or self}: {self.root} is inside the storage root {outer}; ROOT "
+                                   f"is the directory holding {V2}: write registry-storage:{outer}:NAME[:TAG] "
+                                   f"(or registry-storage:{outer}/NAME[:TAG])")
+
+    def resolve(self) -> Digest:
+        """The manifest digest this reference names (the tag's current link, or the digest)."""
+        self.check_root_spelling()
+        name = self._need_name("read")
+        if not self.layout.exists():
+            raise NotFound(f"{self}: {self.root} is not a registry storage root (no {V2})")
+        if self.digest:
+            return self.digest
+        assert self.tag
+        digest = self.layout.read_link(self.layout.tag_current(name, self.tag))
+        if digest is None:
+            what = "tag" if os.path.isdir(self.layout.repo(name)) else "repository"
+            raise NotFound(f"{self}: {what} not found ({name}:{self.tag} is not in {self.root})")
+        return digest
+
+    async def open_source(self, session: "Session", opts: "TransportOptions") -> "StorageSource":
+        from fastsync.transports.storage.source import StorageSource
+
+        return StorageSource(self, self.resolve())
+
+    async def open_destination(self, session: "Session", opts: "TransportOptions") -> "StorageDestination":
+        from fastsync.transports.storage.destination import StorageDestination
+
+        self.check_root_spelling()
+        self._need_name("write")
+        if os.path.exists(self.root) and not os.path.isdir(self.root):
+            raise FastsyncError(f"{self}: {self.root} exists and is not a directory")
+        if os.path.isdir(self.root) and not self.layout.exists() and os.listdir(self.root):
+            if not os.path.isdir(os.path.join(self.root, "docker")):
+                raise FastsyncError(f"{self}: {self.root} is not empty and not a registry storage root; "
+                                    "refusing to write into it")
+        if self.pool and not self.pool.exists():
+            raise NotFound(f"pool {self.pool.root} is not a registry storage root (no {V2})")
+        return StorageDestination(self)
+
+
+def split_root(details: str) -> tuple[str, str]:
+    """(ROOT, "NAME[:TAG|@DIGEST]" or "") of a registry-storage name.
+
+    ``ROOT:REST`` when the text before the first colon is a storage root, or lies in no existing
+    storage root (a new tree: the colon says where ROOT ends). Otherwise that text is a path inside
+    an existing tree, ``ROOT/NAME[:TAG|@DIGEST]``: ROOT is the nearest enclosing directory holding
+    ``docker/registry/v2`` (the longest such prefix) and the rest of the path, with whatever
+    followed the colon, is the image -- when it parses as one; if not, the colon form is kept and
+    `StorageImageReference.check_root_spelling` explains the mistake."""
+    head, colon, tail = details.partition(":")
+    if not head or Layout(head).exists():
+        return head, tail
+    outer = enclosing_root(head)
+    if outer is None:
+        return head, tail
+    rel = os.path.relpath(os.path.abspath(head), outer).replace(os.sep, "/")
+    if rel.startswith("..") or rel == "." or "docker/registry/v2/".startswith(rel + "/") or \
+            rel.startswith("docker/registry/v2/"):
+        return head, tail                        # a path into the tree's own layout is no image
+    rest = rel + colon + tail
+    try:
+        parse_image(rest)
+    except InvalidReference:
+        return head, tail
+    return outer, rest
+
+
+def parse_image(text: str, full: str = "") -> tuple[str, Optional[str], Optional[Digest]]:
+    """`NAME[:TAG|@DIGEST]` -> (name, tag or None, digest or None); errors quote `full` (default: text)."""
+    full = full or text
+    name, tag, digest = text, None, None
+    if "@" in text:
+        name, _, dpart = text.partition("@")
+        try:
+            digest = Digest.parse(dpart)
+        except FastsyncError:
+            raise InvalidReference(f"invalid image name {full!r}: bad digest {dpart!r}") from None
+    elif ":" in text:
+        name, _, tag = text.rpartition(":")
+        if not _TAG_RE.match(tag):
+            raise InvalidReference(f"invalid image name {full!r}: bad tag {tag!r}")
+    if not _PATH_RE.match(name) or len(name) > _NAME_MAX:
+        raise InvalidReference(f"invalid image name {full!r}: bad repository name {name!r} ({SPELLING}; "
+                               "NAME is a lowercase repository path such as library/alpine)")
+    return name, tag, digest
+
+
+__all__ = ["Layout", "StorageImageReference", "SPELLING", "V2", "enclosing_root", "parse_image", "split_root"]

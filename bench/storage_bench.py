@@ -80,7 +80,7 @@ for top, dirs, files in os.walk(src):
 async def _fastsync_run(src: str, out: str, refs: list[str]) -> None:
     from fastsync.engine.job import Job
     from fastsync.options import CopyOptions, TransportOptions
-    from fastsync.reference import parse_image_name
+    from fastsync.transports import parse_image_name
     from fastsync.session import Session
     from fastsync.store.blobs import Store, default_root
 

@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "copy_image": "api", "delete_image": "api", "inspect_image": "api", "list_tags": "api",
     "manifest_digest": "api", "FastsyncError": "errors", "BACKEND": "core.native",
-    "sync_images": "sync.inputs",
+    "sync_images": "sync.inputs", "SyncRequest": "sync.inputs",
 }
 
 

@@ -1,8 +1,7 @@
 """The library API: plain functions over the async engine. Never prints, never exits."""
 from __future__ import annotations
 
-import asyncio
-from typing import Any, Awaitable, Callable, Optional, TypeVar, Union
+from typing import Any, Optional, TypeVar, Union
 
 from fastsync.engine.job import ImageResult, Job
 from fastsync.errors import FastsyncError, InvalidReference
@@ -11,8 +10,9 @@ from fastsync.manifest import host_platform, manifest_digest as _manifest_digest
 from fastsync.model import Digest, Platform
 from fastsync.options import CopyOptions, GlobalOptions, TransportOptions
 from fastsync.progress import EventSink
-from fastsync.reference import parse_image_name
-from fastsync.session import Session
+from fastsync.reference import DEFAULT_DOMAIN
+from fastsync.transports import parse_image_name
+from fastsync.session import Session, run
 from fastsync.store.blobs import Store
 from fastsync.transports.base import ImageReference
 
@@ -22,28 +22,6 @@ Ref = Union[str, ImageReference]
 
 def _ref(name: Ref) -> ImageReference:
     return parse_image_name(name) if isinstance(name, str) else name
-
-
-def run(fn: Callable[[Session], Awaitable[T]], global_options: Optional[GlobalOptions] = None,
-        store: Optional[Store] = None) -> T:
-    """Run `fn(session)` on a fresh event loop (uvloop when installed), honouring --command-timeout."""
-    gopts = global_options or GlobalOptions()
-
-    async def main() -> T:
-        async with Session(gopts, store) as session:
-            if gopts.command_timeout:
-                try:
-                    return await asyncio.wait_for(fn(session), gopts.command_timeout)
-                except asyncio.TimeoutError:
-                    raise FastsyncError(f"command timed out after {gopts.command_timeout:g}s") from None
-            return await fn(session)
-
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        return asyncio.run(main())
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main())
 
 
 def copy_image(src: Ref, dst: Ref, options: Optional[CopyOptions] = None,
@@ -116,6 +94,19 @@ def delete_image(name: Ref, opts: TransportOptions = TransportOptions(),
     run(lambda session: ref.delete(session, opts), global_options)
 
 
+def verify_credentials(host: str, opts: TransportOptions, global_options: Optional[GlobalOptions] = None) -> None:
+    """Check `opts.creds` against the registry `host` (GET /v2/ through the challenge flow), as login
+    does before saving them. Raises Unauthorized when the registry or its token server rejects them."""
+    target = "registry-1.docker.io" if host == DEFAULT_DOMAIN else host
+
+    async def go(session: Session) -> None:
+        client = session.registry(target, opts)
+        async with client.request("GET", "/v2/", (), what=f"pinging container registry {host}"):
+            return
+
+    run(go, global_options)
+
+
 def manifest_digest(path: str) -> Digest:
     """skopeo manifest-digest: the digest of a manifest file (schema 1: signatures stripped)."""
     try:
@@ -127,6 +118,7 @@ def manifest_digest(path: str) -> Digest:
 
 
 __all__ = ["copy_image", "inspect_image", "list_tags", "delete_image", "manifest_digest", "run",
+           "verify_credentials",
            "ImageResult", "InvalidReference"]
 
 

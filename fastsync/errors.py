@@ -6,6 +6,8 @@ class FastsyncError(Exception):
     """Base of every error fastsync raises on purpose; `str(err)` is the one-line message."""
 
     exit_code = 1
+    retryable = False                     # transient: the same request may well succeed if repeated
+    retry_after: "float | None" = None    # seconds the server asked us to wait (Retry-After)
 
     def __str__(self) -> str:
         msg = super().__str__()

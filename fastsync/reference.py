@@ -1,16 +1,12 @@
-"""Docker reference grammar (distribution/reference) and `transport:details` image names."""
+"""The Docker reference grammar (distribution/reference): parsing and normalising `[host/]path[:tag][@digest]`."""
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from fastsync.errors import InvalidReference
 from fastsync.model import Digest
-
-if TYPE_CHECKING:
-    from fastsync.transports.base import ImageReference
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DOMAIN = "index.docker.io"
@@ -115,31 +111,3 @@ def parse_docker_reference(text: str, default_tag: bool = False) -> DockerRefere
     if default_tag and tag is None and digest is None:
         tag = DEFAULT_TAG
     return DockerReference(domain, path, tag, digest)
-
-
-# transport name -> "module:class" of its ImageReference implementation
-TRANSPORTS = {
-    "docker": "fastsync.transports.docker:DockerImageReference",
-    "dir": "fastsync.transports.dir:DirImageReference",
-    "oci": "fastsync.transports.oci:OCIImageReference",
-    "registry-storage": "fastsync.transports.storage.reference:StorageImageReference",
-    "oci-archive": "fastsync.transports.archive.oci:OCIArchiveReference",
-    "docker-archive": "fastsync.transports.archive.docker:DockerArchiveReference",
-}
-
-
-def transport_names() -> list[str]:
-    return sorted(TRANSPORTS)
-
-
-def parse_image_name(name: str) -> "ImageReference":
-    """Parse `transport:details` (skopeo's image-name syntax) into an ImageReference."""
-    transport, sep, details = name.partition(":")
-    if not sep or transport not in TRANSPORTS:
-        valid = ", ".join(f"{t}:" for t in transport_names())
-        raise InvalidReference(f"invalid image name {name!r}: unknown transport {transport!r} "
-                               f"(valid transports: {valid})" if sep else
-                               f"invalid image name {name!r}: expected transport:details (valid transports: {valid})")
-    module_name, _, class_name = TRANSPORTS[transport].partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls.parse(details)

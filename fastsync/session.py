@@ -1,8 +1,10 @@
 """A job's shared resources: the HTTP connection pool, per-registry clients, the blob store."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+import asyncio
+from typing import TYPE_CHECKING, Awaitable, Callable, Optional, TypeVar
 
+from fastsync.errors import FastsyncError
 from fastsync.options import GlobalOptions, TransportOptions
 
 if TYPE_CHECKING:
@@ -10,6 +12,8 @@ if TYPE_CHECKING:
 
     from fastsync.store.blobs import Store
     from fastsync.registry.client import RegistryClient
+
+T = TypeVar("T")
 
 
 class Session:
@@ -46,10 +50,32 @@ class Session:
         key = (host, opts)
         client = self._clients.get(key)
         if client is None:
-            client = self._clients[key] = RegistryClient(self, host, opts)
+            client = self._clients[key] = RegistryClient(self.http, host, opts)
         return client
 
     async def close(self) -> None:
         if self._http is not None:
             await self._http.close()
             self._http = None
+
+
+def run(fn: Callable[[Session], Awaitable[T]], global_options: Optional[GlobalOptions] = None,
+        store: Optional[Store] = None) -> T:
+    """Run `fn(session)` on a fresh event loop (uvloop when installed), honouring --command-timeout."""
+    gopts = global_options or GlobalOptions()
+
+    async def main() -> T:
+        async with Session(gopts, store) as session:
+            if gopts.command_timeout:
+                try:
+                    return await asyncio.wait_for(fn(session), gopts.command_timeout)
+                except asyncio.TimeoutError:
+                    raise FastsyncError(f"command timed out after {gopts.command_timeout:g}s") from None
+            return await fn(session)
+
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run(main())
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main())

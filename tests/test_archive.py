@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fastsync.errors import InvalidReference
-from fastsync.reference import parse_image_name
+from fastsync.transports import parse_image_name
 from support import images
 from helpers import assert_dir_holds, assert_one_line_error, fastsync, ok
 

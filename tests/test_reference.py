@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from fastsync.errors import InvalidReference
-from fastsync.reference import parse_docker_reference, parse_image_name
+from fastsync.reference import parse_docker_reference
+from fastsync.transports import parse_image_name
 
 D = "sha256:" + "ab" * 32
 
@@ -57,7 +58,7 @@ def test_image_names_dispatch_on_transport(tmp_path):
                                      "/srv/t/root:ns/app:1", "/srv/t/app-oci.tar:v1", "/srv/t/app.tar:ns/app:1"])
 def test_every_registered_transport_parses_its_names(details):
     """Each class in TRANSPORTS has `parse`, and str() of what it parses names it again."""
-    from fastsync.reference import TRANSPORTS
+    from fastsync.transports import TRANSPORTS
     for transport in TRANSPORTS:
         if (transport == "docker") != details.startswith("//"):
             continue

@@ -13,9 +13,11 @@ import pytest
 
 from fastsync.engine.job import retry_delay
 from fastsync.errors import NetworkError, RegistryError
-from fastsync.registry.resume import parse_retry_after
+from fastsync.retry import parse_retry_after
 from fastsync.options import CopyOptions, TransportOptions
-from fastsync.sync.run import HostLimit, SyncItem, SyncOptions, overloaded, run_sync
+from fastsync.retry import overloaded
+from fastsync.sync.limits import HostLimit
+from fastsync.sync.run import SyncItem, SyncOptions, run_sync
 from fastsync.session import Session
 from support import images
 from support.proxy import DelayProxy, TamperProxy
@@ -153,14 +155,13 @@ from fastsync.options import TransportOptions
 from fastsync.core.pipeline import verified
 from fastsync.session import Session
 from support import images
-from fastsync.registry.resume import resumable_chunks
 
 async def main(host, image, resumable):
     async with Session() as s:
         client = s.registry(host, TransportOptions(tls_verify=False))
         desc = max(image.layers, key=lambda d: d.size)
-        chunks = resumable_chunks(client, "samples/v2s2", desc) if resumable else \\
-            client.blob_chunks("samples/v2s2", desc)
+        chunks = client.blob_chunks("samples/v2s2", desc) if resumable else \\
+            client.blob_chunks_at("samples/v2s2", desc, 0)
         async for _ in verified(chunks, desc, "x"):
             raise RuntimeError("destination failed")
 

@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 
 import click
 
-from fastsync.registry.auth import verify_credentials
+from fastsync.api import verify_credentials
 from fastsync.registry.authfile import (NotLoggedIn, lookup_credentials, parse_login_key, primary_auth_file, remove_all_credentials,
                        remove_credentials, set_credentials)
 from fastsync.errors import FastsyncError, Unauthorized, UsageError
@@ -122,11 +122,12 @@ def logout(ctx: click.Context, registry: Optional[str], all_: bool, authfile: Op
 
 def register(main: Any) -> None:
     """Add `login` and `logout` to the `main` click group (cli.py's flag helpers and error mapping)."""
-    from fastsync.cli.main import _bool, handle_errors
+    from fastsync.cli.errors import handle_errors
+    from fastsync.cli.flags import go_bool
 
     authfile = click.option("--authfile", metavar="PATH", help="path of the authentication file (default: "
                             "$REGISTRY_AUTH_FILE, else ${XDG_RUNTIME_DIR}/containers/auth.json)")
-    tls_verify = _bool("--tls-verify", "require HTTPS and verify certificates when accessing the registry")
+    tls_verify = go_bool("--tls-verify", "require HTTPS and verify certificates when accessing the registry")
     _add(main, login, handle_errors, [
         click.argument("registry"),
         click.option("-u", "--username", metavar="USER", help="Username for registry"),

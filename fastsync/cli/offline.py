@@ -9,7 +9,7 @@ from typing import Optional
 
 import click
 
-from fastsync.cli.main import handle_errors
+from fastsync.cli.errors import handle_errors
 from fastsync.errors import UsageError
 
 

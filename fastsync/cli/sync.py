@@ -50,7 +50,8 @@ def _store(cache: Optional[str], no_cache: bool = False) -> Any:
 
 
 def register(main: click.Group) -> None:
-    from fastsync.cli.main import check_retry_times, compression_options, handle_errors, topts, transport_flags
+    from fastsync.cli.errors import handle_errors
+    from fastsync.cli.flags import check_retry_times, compression_options, topts, transport_flags
 
     @main.command()
     @click.argument("source")
@@ -93,8 +94,8 @@ def register(main: click.Group) -> None:
              no_cache: bool, report: Optional[str], quiet: bool, dest_compress: bool, dest_decompress: bool,
              dest_compress_format: Optional[str], dest_compress_level: Optional[int], **kw: Any) -> None:
         """Copy every image of SOURCE to DESTINATION (skopeo sync, plus lists and image-syncer files)."""
-        from fastsync.sync.run import SyncOptions
-        from fastsync.sync.inputs import sync_images
+        from fastsync.sync.inputs import SyncRequest, sync_images
+        from fastsync.sync.plan import SyncOptions
 
         if destination and dest_registry and destination != dest_registry:
             raise UsageError("give DESTINATION or --dest-registry, not both")
@@ -116,8 +117,9 @@ def register(main: click.Group) -> None:
         sink, display = _display(quiet)
         started = time.time()
         with display:
-            result = sync_images(source, destination or "", src_kind, dest_kind, options, src_opts, dst_opts, scoped,
-                                 append_suffix, src_registry, auth_file, gopts, store, sink)
+            request = SyncRequest(source, destination or "", src_kind, dest_kind, options, src_opts, dst_opts,
+                                  scoped, append_suffix, src_registry, auth_file)
+            result = sync_images(request, gopts, store, sink)
         if report:
             from fastsync.cli.render import write_report
             write_report(report, result, started, dry_run)

@@ -2,13 +2,12 @@
 
 A layer is streamed once through the native Recompressor (source digest checked on the way),
 written to a temp file, then handed to the destination like any verified blob. With a store, the
-result lands in the store and a memo (source digest + format + level -> result) makes a later run
-skip the work entirely.
+result lands in the store, whose memo (fastsync.store.memo: source digest + format + level -> result)
+makes a later run skip the work entirely.
 """
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -55,29 +54,6 @@ def layer_edits(man: "Manifest", options: "CopyOptions") -> dict[Digest, LayerEd
     return edits
 
 
-def _memo_path(store: "Store", desc: Descriptor, edit: LayerEdit) -> str:
-    return os.path.join(store.root, "recompressed", f"{desc.digest.algorithm}-{desc.digest.hex}.{edit.key}.json")
-
-
-def memo_get(store: "Store", desc: Descriptor, edit: LayerEdit) -> Optional[Descriptor]:
-    """A remembered result of this edit whose blob is still in the store."""
-    try:
-        with open(_memo_path(store, desc, edit), "rb") as f:
-            doc = json.load(f)
-        new = Descriptor(desc.media_type, Digest.parse(doc["digest"]), int(doc["size"]))
-    except (OSError, ValueError, KeyError):
-        return None
-    return new if store.lookup(new) else None
-
-
-def memo_put(store: "Store", desc: Descriptor, edit: LayerEdit, new: Descriptor) -> None:
-    from fastsync.transports.localfs import atomic_write
-
-    path = _memo_path(store, desc, edit)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    atomic_write(path, json.dumps({"digest": str(new.digest), "size": new.size}).encode())
-
-
 async def recompress_to_file(chunks: AsyncIterator[bytes], desc: Descriptor, edit: LayerEdit,
                              directory: str) -> tuple[Descriptor, str]:
     """Stream `chunks` (the layer `desc`) through the recompressor into a temp file in `directory`.
@@ -109,15 +85,6 @@ async def recompress_to_file(chunks: AsyncIterator[bytes], desc: Descriptor, edi
         os.unlink(path)
         raise DigestMismatch(f"blob {desc.digest}", str(desc.digest), rc.input.digest)
     return Descriptor(desc.media_type, Digest.parse(rc.output.digest), rc.output.size), path
-
-
-def adopt_into_store(store: "Store", path: str, new: Descriptor) -> str:
-    """Move a freshly written, already hashed file into the store under its digest (read-only)."""
-    final = store.path(new.digest)
-    os.makedirs(os.path.dirname(final), exist_ok=True)
-    os.chmod(path, 0o444)
-    os.replace(path, final)
-    return final
 
 
 def scratch_dir(store: Optional["Store"], tmpdir: Optional[str]) -> str:

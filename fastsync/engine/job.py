@@ -22,7 +22,8 @@ from fastsync.model import Descriptor, Digest
 from fastsync.options import CopyOptions, TransportOptions
 from fastsync.core.pipeline import counted, tee, verified, verify_file
 from fastsync.progress import Event, EventSink, emitter
-from fastsync.core.recompress import LayerEdit, adopt_into_store, layer_edits, memo_get, memo_put, recompress_to_file, scratch_dir
+from fastsync.core.recompress import LayerEdit, layer_edits, recompress_to_file, scratch_dir
+from fastsync.store.memo import memo_get, memo_put
 from fastsync.session import Session
 from fastsync.transports.base import ImageDestination, ImageReference, ImageSource, file_chunks
 from fastsync.transports.localfs import in_thread
@@ -375,7 +376,7 @@ class Job:
                                              scratch_dir(store, self.session.options.tmpdir))
         try:
             if store:
-                path = adopt_into_store(store, path, new)
+                path = store.adopt(path, new)
                 memo_put(store, desc, edit, new)
             if await dst.try_reuse_blob(new):
                 return new, THERE

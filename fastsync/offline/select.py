@@ -76,6 +76,6 @@ async def select_images_async(session: Session, pool: str, out: str, images: Seq
 def select_images(pool: str, out: str, images: Sequence[str], on_event: Optional[EventSink] = None,
                   global_options: Optional[GlobalOptions] = None) -> list[ImageResult]:
     """`select_images_async` on a fresh event loop."""
-    from fastsync.api import run
+    from fastsync.session import run
 
     return run(lambda session: select_images_async(session, pool, out, images, on_event), global_options)

@@ -17,8 +17,6 @@ from fastsync.options import Credentials, TransportOptions
 if TYPE_CHECKING:
     import aiohttp
 
-    from fastsync.options import GlobalOptions
-
 log = logging.getLogger("fastsync")
 
 _PARAM_RE = re.compile(r'\s*([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))\s*,?')
@@ -225,21 +223,3 @@ def credentials_for(host: str, repo: Optional[str], opts: "TransportOptions") ->
     from fastsync.registry.authfile import credentials_key, lookup_credentials
 
     return lookup_credentials(credentials_key(host, repo), opts.authfile)
-
-
-def verify_credentials(host: str, opts: "TransportOptions",
-                       global_options: "Optional[GlobalOptions]" = None) -> None:
-    """Check `opts.creds` against the registry `host` (GET /v2/ through the challenge flow), as login
-    does before saving them. Raises Unauthorized when the registry or its token server rejects them."""
-    from fastsync.api import run
-    from fastsync.reference import DEFAULT_DOMAIN
-    from fastsync.session import Session
-
-    target = "registry-1.docker.io" if host == DEFAULT_DOMAIN else host
-
-    async def go(session: Session) -> None:
-        client = session.registry(target, opts)
-        async with client.request("GET", "/v2/", (), what=f"pinging container registry {host}"):
-            return
-
-    run(go, global_options)

@@ -12,7 +12,7 @@ import orjson
 from fastsync import model as m
 from fastsync.registry.auth import Authenticator, Challenge, credentials_for, parse_challenge
 from fastsync.errors import FastsyncError, NetworkError, NotFound, RegistryError, Unauthorized, body_snippet
-from fastsync.registry.resume import parse_retry_after
+from fastsync.retry import parse_retry_after
 from fastsync.model import Descriptor, Digest
 from fastsync.registry.tls import ssl_context
 
@@ -20,11 +20,11 @@ if TYPE_CHECKING:
     import aiohttp
 
     from fastsync.options import Credentials, TransportOptions
-    from fastsync.session import Session
 
 ACCEPT = ", ".join(m.MANIFEST_ACCEPT)
 CHUNK = 1 << 20
 log = logging.getLogger("fastsync")
+MAX_RESUMES = 20                   # Range resumptions of one blob stream before giving up
 
 
 def pull(repo: str) -> str:
@@ -61,8 +61,8 @@ def _error_text(status: int, body: bytes) -> tuple[str, str]:
 class RegistryClient:
     """Talks to one registry host with one set of options. Created and cached by `Session.registry`."""
 
-    def __init__(self, session: "Session", host: str, opts: "TransportOptions") -> None:
-        self.session = session
+    def __init__(self, http: "aiohttp.ClientSession", host: str, opts: "TransportOptions") -> None:
+        self.http = http
         self.host = host
         self.opts = opts
         self.ssl = ssl_context(host.split("/")[0], opts)
@@ -83,7 +83,7 @@ class RegistryClient:
         creds = await asyncio.shield(fut)
         auth = self._auths.get(creds)
         if auth is None:
-            auth = self._auths[creds] = Authenticator(self.session.http, self.host, creds, self.ssl,
+            auth = self._auths[creds] = Authenticator(self.http, self.host, creds, self.ssl,
                                                       self.opts.registry_token)
             auth.challenge = self._challenge
         return auth
@@ -104,7 +104,7 @@ class RegistryClient:
             for scheme in schemes:
                 url = f"{scheme}://{self.host}/v2/"
                 try:
-                    async with self.session.http.get(url, ssl=self.ssl if scheme == "https" else None,
+                    async with self.http.get(url, ssl=self.ssl if scheme == "https" else None,
                                                      allow_redirects=False) as resp:
                         await resp.read()
                         log.debug("GET %s -> %d", url, resp.status)
@@ -153,7 +153,7 @@ class RegistryClient:
             if auth:
                 hdrs["Authorization"] = auth
             try:
-                resp = await self.session.http.request(method, url, headers=hdrs, data=data, params=params,
+                resp = await self.http.request(method, url, headers=hdrs, data=data, params=params,
                                                        ssl=self.ssl if url.startswith("https:") else None,
                                                        allow_redirects=allow_redirects)
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
@@ -192,7 +192,7 @@ class RegistryClient:
         if status == 404:
             return NotFound(f"{what}: {msg}")
         exc = RegistryError(f"{what}: {msg} (HTTP {status})", status, code)
-        exc.retry_after = parse_retry_after(retry_after)  # type: ignore[attr-defined]
+        exc.retry_after = parse_retry_after(retry_after)
         return exc
 
     # ---- manifests ----------------------------------------------------------------------------
@@ -240,7 +240,31 @@ class RegistryClient:
         except NotFound:
             return False
 
-    async def blob_chunks(self, repo: str, desc: Descriptor, offset: int = 0) -> AsyncIterator[bytes]:
+    async def blob_chunks(self, repo: str, desc: Descriptor) -> AsyncIterator[bytes]:
+        """A blob's bytes as one continuous stream that survives broken connections: when the
+        connection breaks after some bytes arrived, the rest is asked for again with `Range: bytes=N-`
+        (`blob_chunks_at`). Failures without progress are raised (the caller's retry policy takes
+        over). The digest check downstream sees the whole stream, so a resumed blob is verified like
+        any other."""
+        offset = resumes = 0
+        while True:
+            start = offset
+            chunks = self.blob_chunks_at(repo, desc, offset)
+            try:
+                async for chunk in chunks:
+                    offset += len(chunk)
+                    yield chunk
+                return
+            except FastsyncError as exc:
+                if offset == start or resumes >= MAX_RESUMES or not exc.retryable:
+                    raise
+                resumes += 1
+                log.debug("reading blob %s from %s/%s: broken after %d bytes (%s); resuming with Range",
+                          desc.digest, self.host, repo, offset, exc)
+            finally:
+                await chunks.aclose()
+
+    async def blob_chunks_at(self, repo: str, desc: Descriptor, offset: int) -> AsyncIterator[bytes]:
         """Stream a blob (from byte `offset` on, with Range), following redirects by hand so
         credentials never leave the registry host. A server that ignores Range answers 200 and the
         first `offset` bytes are skipped; 429/5xx raise errors carrying Retry-After.
@@ -268,7 +292,7 @@ class RegistryClient:
                         log.debug("blob %s redirected to %s (no Authorization sent)", desc.digest,
                                   _loggable(location))
                     try:
-                        resp = await self.session.http.get(location, headers=hdrs, allow_redirects=False,
+                        resp = await self.http.get(location, headers=hdrs, allow_redirects=False,
                                                            ssl=self.ssl if location.startswith("https:") else None)
                     except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
                         raise NetworkError(f"{what}: {_describe(exc)}") from None

@@ -163,6 +163,14 @@ class Store:
             return None
         return p if desc.size < 0 or st.st_size == desc.size else None
 
+    def adopt(self, path: str, new: Descriptor) -> str:
+        """Move a freshly written, already hashed file into the store under its digest (read-only)."""
+        final = self.path(new.digest)
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        os.chmod(path, 0o444)
+        os.replace(path, final)
+        return final
+
     def writer(self, desc: Descriptor, verified: bool = False) -> "StoreWriter":
         """A writer for `desc`; `verified=True` when the caller's stream is already digest-checked."""
         return StoreWriter(self, desc, verified)
@@ -258,7 +266,7 @@ class Store:
             h3 = _blake3.blake3(max_threads=_blake3.blake3.AUTO)
             if e.size:
                 h3.update_mmap(e.path)
-            _write_small(self._sidecar(e.digest), h3.hexdigest().encode(), self.tmp)
+            write_small(self._sidecar(e.digest), h3.hexdigest().encode(), self.tmp)
         return ok
 
     def usage(self) -> tuple[int, int]:
@@ -289,7 +297,7 @@ class Store:
     def put_manifest(self, digest: Digest, raw: bytes) -> None:
         d = os.path.join(self.root, "manifests", digest.algorithm)
         os.makedirs(d, exist_ok=True)
-        _write_small(os.path.join(d, digest.hex), raw, self.tmp)
+        write_small(os.path.join(d, digest.hex), raw, self.tmp)
 
     def _ref_path(self, source: str) -> str:
         return os.path.join(self.root, "refs", hashlib.sha256(source.encode()).hexdigest()[:32] + ".json")
@@ -309,7 +317,7 @@ class Store:
     def remember(self, source: str, digest: Digest, media_type: str = "", etag: str = "") -> None:
         doc = {"source": source, "digest": str(digest), "mediaType": media_type, "etag": etag,
                "checked": time.time()}
-        _write_small(self._ref_path(source), orjson.dumps(doc), self.tmp)
+        write_small(self._ref_path(source), orjson.dumps(doc), self.tmp)
 
     def refs(self) -> Iterator[tuple[str, RefEntry]]:
         d = os.path.join(self.root, "refs")
@@ -360,7 +368,7 @@ class StoreWriter:
         os.makedirs(os.path.dirname(final), exist_ok=True)
         os.chmod(self.tmp_path, 0o444)
         if self.b3 is not None:
-            _write_small(self.store._sidecar(self.desc.digest), self.b3.hexdigest().encode(), self.store.tmp)
+            write_small(self.store._sidecar(self.desc.digest), self.b3.hexdigest().encode(), self.store.tmp)
         os.replace(self.tmp_path, final)
         self.file.close()      # releases the flock only after the rename
         return final
@@ -374,7 +382,7 @@ class StoreWriter:
             self.file.close()
 
 
-def _write_small(path: str, data: bytes, tmpdir: str) -> None:
+def write_small(path: str, data: bytes, tmpdir: str) -> None:
     """Atomically replace `path` with `data` (temp file in the store's tmp/, then rename)."""
     fd, tmp = tempfile.mkstemp(prefix="s-", dir=tmpdir)
     fcntl.flock(fd, fcntl.LOCK_EX)

@@ -15,7 +15,7 @@ from fastsync.model import Digest
 from fastsync.options import Credentials, TransportOptions
 from fastsync.reference import DockerReference, parse_docker_reference
 from fastsync.session import Session
-from fastsync.sync.inputs import SourceImage, SyncInput, docker_image, repository_images
+from fastsync.sync.kinds import SourceImage, SyncInput, docker_image, repository_images
 
 
 def _read(path: str, what: str) -> str:

@@ -14,65 +14,26 @@ its last path element is kept; then DESTINATION/suffix + --append-suffix.
 """
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import importlib
 import os
 import posixpath
-from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Optional, Protocol
+from typing import Any, Optional
 
 from fastsync.errors import FastsyncError, InvalidReference, UsageError
 from fastsync.model import Digest
-from fastsync.options import CopyOptions, GlobalOptions, TransportOptions
+from fastsync.options import GlobalOptions, TransportOptions
 from fastsync.progress import Event, EventSink, emitter
 from fastsync.reference import DockerReference, parse_docker_reference
-from fastsync.sync.run import Probe, SyncItem, SyncOptions, SyncResult
+from fastsync.store.blobs import Store
+from fastsync.sync.config import syncer_options
+from fastsync.sync.kinds import (DestKind, SourceImage, SourceKind, SyncInput, SyncRequest, docker_image,
+                                 repository_images)
+from fastsync.sync.plan import Probe, SyncItem, SyncOptions
+from fastsync.sync.run import SyncResult, run_sync
+from fastsync.session import run
 from fastsync.session import Session
 from fastsync.transports.base import ImageReference
-
-
-@dataclass(frozen=True)
-class SyncInput:
-    """What the command line gave besides the two kinds."""
-
-    source: str
-    destination: str
-    src_opts: TransportOptions = TransportOptions()
-    dst_opts: TransportOptions = TransportOptions()
-    scoped: bool = False
-    append_suffix: str = ""
-    src_registry: Optional[str] = None     # list: prefix for lines without a registry
-    auth_file: Optional[str] = None        # image-syncer: its auth file
-    keep_going: bool = False
-    warnings: list[str] = field(default_factory=list, compare=False)
-
-
-@dataclass(frozen=True)
-class SourceImage:
-    ref: ImageReference
-    opts: TransportOptions
-    suffix: str                       # skopeo's destination suffix (the --scoped form)
-    plain: Optional[str] = None       # the unscoped suffix, when not the last element of `suffix`
-    dest: Optional[str] = None        # an explicit destination name (image-syncer), no suffix logic
-
-
-class SourceKind(Protocol):
-    async def __call__(self, session: Session, inp: SyncInput) -> list[SourceImage]: ...
-
-
-def _as_written(destination: str) -> str:
-    return destination
-
-
-@dataclass(frozen=True)
-class DestKind:
-    name: str
-    reference: Callable[[str], ImageReference]        # the joined name -> reference
-    probe: Callable[[ImageReference, TransportOptions], Optional[Probe]]
-    local: bool = False                               # a filesystem path (dir -> dir is refused)
-    # DESTINATION as written -> as image names are joined to it (registry-storage: a bare ROOT is ROOT:)
-    destination: Callable[[str], str] = _as_written
 
 
 SOURCE_KINDS: dict[str, str] = {
@@ -127,24 +88,6 @@ def parse_source_name(text: str) -> DockerReference:
     except InvalidReference as exc:
         raise UsageError(f"Cannot obtain a valid image reference for transport \"docker\" and reference "
                          f"{text!r}: {exc}") from None
-
-
-def docker_image(ref: DockerReference) -> ImageReference:
-    from fastsync.transports.docker import DockerImageReference
-
-    return DockerImageReference(ref)
-
-
-async def repository_images(session: Session, repo: DockerReference, opts: TransportOptions) -> list[DockerReference]:
-    """Every tag of a repository as a reference (tags that are not valid references are skipped)."""
-    tags = await session.registry(repo.registry, opts).list_tags(repo.path)
-    out = []
-    for tag in tags:
-        try:
-            out.append(parse_docker_reference(f"{repo.name}:{tag}"))
-        except InvalidReference:
-            continue
-    return out
 
 
 async def docker_source(session: Session, inp: SyncInput) -> list[SourceImage]:
@@ -275,32 +218,23 @@ async def resolve(session: Session, src_kind: str, dest_kind: str, inp: SyncInpu
 def dest_options(ref: ImageReference, inp: SyncInput) -> TransportOptions:
     """The destination's options; image-syncer's auth file may name its registry or namespace."""
     if inp.auth_file and ref.docker_reference is not None:
-        from fastsync.sync.config import syncer_options
-
         return syncer_options(inp.auth_file, ref.docker_reference, inp.dst_opts)
     return inp.dst_opts
 
 
-def sync_images(source: str, destination: str, src_kind: str = "docker", dest_kind: str = "docker",
-                options: Optional[SyncOptions] = None, src_opts: TransportOptions = TransportOptions(),
-                dst_opts: TransportOptions = TransportOptions(), scoped: bool = False, append_suffix: str = "",
-                src_registry: Optional[str] = None, auth_file: Optional[str] = None,
-                global_options: Optional[GlobalOptions] = None, store: Any = None,
-                on_event: Optional[EventSink] = None) -> SyncResult:
-    """skopeo sync: every image of SOURCE (a `src_kind`) to DESTINATION (a `dest_kind`).
+def sync_images(request: SyncRequest, global_options: Optional[GlobalOptions] = None,
+                store: Optional[Store] = None, on_event: Optional[EventSink] = None) -> SyncResult:
+    """skopeo sync: every image of `request.source` to `request.destination`.
 
-    With a `store` (fastsync.store.blobs.Store) blobs are cached across runs and dir: destinations are
-    filled by hardlinks. Returns per-image results; raises on the first failure unless
-    `options.keep_going`."""
-    from fastsync.api import run
-    from fastsync.sync.run import run_sync
-
-    opts = options or SyncOptions(CopyOptions())
-    inp = SyncInput(source, destination, src_opts, dst_opts, scoped, append_suffix, src_registry, auth_file,
-                    opts.keep_going)
+    With a `store` blobs are cached across runs and dir: destinations are filled by hardlinks.
+    Returns per-image results; raises on the first failure unless `request.options.keep_going`."""
+    r = request
+    opts = r.options
+    inp = SyncInput(r.source, r.destination, r.src_opts, r.dst_opts, r.scoped, r.append_suffix, r.src_registry,
+                    r.auth_file, opts.keep_going)
 
     async def go(session: Session) -> SyncResult:
-        items = await resolve(session, src_kind, dest_kind, inp)
+        items = await resolve(session, r.src_kind, r.dest_kind, inp)
         for w in inp.warnings:
             emitter(on_event)(Event("warning", message=w))
         return await run_sync(session, items, opts, on_event)
@@ -314,5 +248,5 @@ def sync_images(source: str, destination: str, src_kind: str = "docker", dest_ki
             store.close_run()
 
 
-__all__ = ["SyncInput", "SourceImage", "DestKind", "SOURCE_KINDS", "DEST_KINDS", "resolve", "sync_images",
+__all__ = ["SyncRequest", "SyncInput", "SourceImage", "DestKind", "SOURCE_KINDS", "DEST_KINDS", "resolve", "sync_images",
            "destination_name", "SyncItem", "SyncOptions", "SyncResult"]

@@ -21,7 +21,7 @@ from fastsync.errors import FastsyncError, NotFound, UsageError
 from fastsync.model import Digest
 from fastsync.options import TransportOptions
 from fastsync.session import Session
-from fastsync.sync.inputs import DestKind, SourceImage, SyncInput
+from fastsync.sync.kinds import DestKind, SourceImage, SyncInput
 from fastsync.transports.base import ImageReference
 from fastsync.transports.storage.reference import V2, Layout, StorageImageReference, parse_image, split_root
 from fastsync.transports.storage.destination import current_digest

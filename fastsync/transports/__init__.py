@@ -1,1 +1,48 @@
-"""Transports: each implements ImageReference / ImageSource / ImageDestination from base.py."""
+"""Transports: each implements ImageReference / ImageSource / ImageDestination (base.py).
+
+This module is the registry of transports (as containers/image's alltransports): `TRANSPORTS` maps a
+name to the class that parses its `transport:details` names, imported only when used.
+
+docker.py dir.py oci.py   the registry, skopeo's directory layout, OCI image layouts
+archive/                  docker-archive: and oci-archive: tars
+storage/                  registry-storage: (a registry's on-disk tree)
+localfs.py                what the local transports share: staged dirs, atomic writes, linking
+
+May import: the vocabulary modules, core, registry, store, fastsync.session. Not engine, sync or cli.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from fastsync.errors import InvalidReference
+
+if TYPE_CHECKING:
+    from fastsync.transports.base import ImageReference
+
+# transport name -> "module:class" of its ImageReference implementation
+TRANSPORTS = {
+    "docker": "fastsync.transports.docker:DockerImageReference",
+    "dir": "fastsync.transports.dir:DirImageReference",
+    "oci": "fastsync.transports.oci:OCIImageReference",
+    "registry-storage": "fastsync.transports.storage.reference:StorageImageReference",
+    "oci-archive": "fastsync.transports.archive.oci:OCIArchiveReference",
+    "docker-archive": "fastsync.transports.archive.docker:DockerArchiveReference",
+}
+
+
+def transport_names() -> list[str]:
+    return sorted(TRANSPORTS)
+
+
+def parse_image_name(name: str) -> "ImageReference":
+    """Parse `transport:details` (skopeo's image-name syntax) into an ImageReference."""
+    transport, sep, details = name.partition(":")
+    if not sep or transport not in TRANSPORTS:
+        valid = ", ".join(f"{t}:" for t in transport_names())
+        raise InvalidReference(f"invalid image name {name!r}: unknown transport {transport!r} "
+                               f"(valid transports: {valid})" if sep else
+                               f"invalid image name {name!r}: expected transport:details (valid transports: {valid})")
+    module_name, _, class_name = TRANSPORTS[transport].partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls.parse(details)

@@ -25,7 +25,7 @@ _NAMESPACES = itertools.count(1)
 class ImageReference(ABC):
     """A parsed `transport:details` image name that can open a source or a destination.
 
-    A transport's class (listed in `fastsync.reference.TRANSPORTS`) also has a classmethod
+    A transport's class (listed in `fastsync.transports.TRANSPORTS`) also has a classmethod
     `parse(details)` that builds it from the text after `transport:`; references made by code
     (the sync planner's wrapper, for one) need none."""
 
@@ -41,6 +41,15 @@ class ImageReference(ABC):
 
     def __str__(self) -> str:
         return f"{self.transport}:{self.details}"
+
+    @property
+    def remote_host(self) -> Optional[str]:
+        """The network host this image lives on (concurrency is limited per host); None when local."""
+        return None
+
+    def prepare(self, session: "Session", opts: "TransportOptions") -> None:
+        """Set up, ahead of time and off the event loop, what opening this image will need (a
+        registry client's TLS context, say). Blocking; optional."""
 
     @abstractmethod
     async def open_source(self, session: "Session", opts: "TransportOptions") -> "ImageSource": ...
@@ -62,6 +71,11 @@ class ImageSource(ABC):
     @abstractmethod
     def blob_chunks(self, desc: Descriptor) -> AsyncIterator[bytes]:
         """The blob's bytes as they come, unverified (the copy engine verifies)."""
+
+    async def head_manifest(self) -> Optional[Digest]:
+        """The digest the name points at now, when that is cheaper to learn than the manifest (a
+        registry's HEAD); None when it is not."""
+        return None
 
     def blob_path(self, desc: Descriptor) -> Optional[str]:
         """A local file holding the blob, when the transport has one (lets the engine link or mmap)."""

@@ -51,8 +51,15 @@ class DockerImageReference(ImageReference):
         """What to ask /manifests/ for: the digest if there is one, else the tag."""
         return str(self.ref.digest) if self.ref.digest else (self.ref.tag or "latest")
 
+    @property
+    def remote_host(self) -> str:
+        return self.ref.registry
+
     def client(self, session: "Session", opts: "TransportOptions") -> "RegistryClient":
         return session.registry(self.ref.registry, opts)
+
+    def prepare(self, session: "Session", opts: "TransportOptions") -> None:
+        self.client(session, opts)
 
     async def open_source(self, session: "Session", opts: "TransportOptions") -> "DockerSource":
         return DockerSource(self, self.client(session, opts))
@@ -83,6 +90,9 @@ class DockerSource(ImageSource):
         if str(actual) != expected and Digest.of(raw) != Digest.parse(expected):
             raise DigestMismatch(f"manifest {want} of {self.reference.ref.name}", expected, str(actual))
         return raw, mt
+
+    async def head_manifest(self) -> Optional[Digest]:
+        return await self.client.head_manifest(self.repo, self.reference.manifest_ref)
 
     def blob_chunks(self, desc: Descriptor) -> AsyncIterator[bytes]:
         return self.client.blob_chunks(self.repo, desc)

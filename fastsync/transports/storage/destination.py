@@ -20,9 +20,10 @@ from fastsync.manifest import schema1_payload
 from fastsync.model import Descriptor, Digest
 from fastsync.transports.base import Capabilities, ImageDestination
 from fastsync.transports.localfs import blob_exists, in_thread, place_file, stream_to_file
-from fastsync.transports.storage.reference import Layout, StorageImageReference
+from fastsync.transports.storage.layout import Layout
 
 if TYPE_CHECKING:
+    from fastsync.transports.storage.reference import StorageImageReference
     from fastsync.manifest import Manifest
 
 

@@ -11,13 +11,15 @@ import hashlib
 import json
 import os
 import time
-from typing import Any, AsyncIterator, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, Optional
 
 from fastsync.errors import DigestMismatch, NotFound
 from fastsync.manifest import manifest_digest, parse_manifest
 from fastsync.model import Descriptor, Digest
 from fastsync.transports.base import ImageSource, file_chunks
-from fastsync.transports.storage.reference import StorageImageReference
+
+if TYPE_CHECKING:
+    from fastsync.transports.storage.reference import StorageImageReference
 
 
 class StorageSource(ImageSource):

@@ -1,0 +1,119 @@
+"""copy, inspect, list-tags, delete, manifest-digest: one image (or repository) at a time."""
+from __future__ import annotations
+
+import sys
+from typing import Any, Optional
+
+import click
+
+from fastsync import api
+from fastsync.cli.errors import handle_errors, with_retries
+from fastsync.cli.flags import (check_retry_times, compression_options, platform_of, retry_option, topts,
+                                transport_flags, write_stdout)
+from fastsync.engine.describe import go_json
+from fastsync.errors import UsageError
+from fastsync.options import CopyOptions
+
+
+@click.command()
+@click.argument("source")
+@click.argument("destination")
+@click.option("-a", "--all", "all_", is_flag=True, help="copy every image of a manifest list/index")
+@click.option("--multi-arch", type=click.Choice(["system", "all", "index-only"]), default=None,
+              help="which images of a list to copy (default: system)")
+@click.option("-f", "--format", "fmt", type=click.Choice(["oci", "v2s2"]), help="convert the manifest format")
+@click.option("--preserve-digests", is_flag=True, help="fail instead of changing any digest")
+@click.option("--retry-times", type=int, default=3, show_default=True, help="retries per blob on network errors")
+@click.option("--digestfile", metavar="PATH", help="write the digest of the copied manifest here")
+@click.option("--dest-compress", is_flag=True, help="compress uncompressed layers (gzip unless --dest-compress-format)")
+@click.option("--dest-decompress", is_flag=True, help="store layers uncompressed")
+@click.option("--dest-compress-format", type=click.Choice(["gzip", "zstd"]), help="(re)compress layers to this format")
+@click.option("--dest-compress-level", type=int, metavar="N", help="compression level (gzip 0-9, zstd 1-22)")
+@click.option("-q", "--quiet", is_flag=True, help="no progress output")
+@click.option("--remove-signatures", is_flag=True, help="do not copy signatures (fastsync copies none)")
+@click.option("--authfile", metavar="PATH", help="auth file for both source and destination")
+@transport_flags("src-")
+@transport_flags("dest-")
+@click.pass_context
+@handle_errors
+def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_arch: Optional[str],
+         fmt: Optional[str], preserve_digests: bool, retry_times: int, digestfile: Optional[str], quiet: bool,
+         remove_signatures: bool, authfile: Optional[str], dest_compress: bool, dest_decompress: bool,
+         dest_compress_format: Optional[str], dest_compress_level: Optional[int], **kw: Any) -> None:
+    """Copy an image from SOURCE to DESTINATION (transport:details names)."""
+    check_retry_times(retry_times)
+    if all_ and multi_arch not in (None, "all"):
+        raise UsageError("--all conflicts with --multi-arch " + str(multi_arch))
+    options = CopyOptions(multi_arch="all" if all_ else (multi_arch or "system"), platform=platform_of(ctx),
+                          format=fmt, preserve_digests=preserve_digests, retry_times=retry_times,
+                          **compression_options(dest_compress, dest_decompress, dest_compress_format,
+                                                dest_compress_level))
+    src_opts, dst_opts = topts(kw, "src-", authfile), topts(kw, "dest-", authfile)
+    from fastsync.cli.render import CopyPrinter
+
+    result = api.copy_image(source, destination, options, src_opts, dst_opts, ctx.obj["global"],
+                            on_event=None if quiet else CopyPrinter(sys.stderr))
+    if digestfile:
+        with open(digestfile, "w") as f:
+            f.write(str(result.digest))
+
+
+@click.command()
+@click.argument("image")
+@click.option("--raw", is_flag=True, help="print the manifest (or with --config, the config) as stored")
+@click.option("--config", "config", is_flag=True, help="print the image config")
+@click.option("-n", "--no-tags", is_flag=True, help="do not list the repository's tags")
+@click.option("--format", "fmt", hidden=True)
+@retry_option
+@transport_flags("")
+@click.pass_context
+@handle_errors
+def inspect(ctx: click.Context, image: str, raw: bool, config: bool, no_tags: bool, fmt: Optional[str],
+            retry_times: int, **kw: Any) -> None:
+    """Show an image's manifest, config or summary (skopeo's JSON)."""
+    if fmt:
+        raise UsageError("--format templates are not supported; use --raw or the JSON output with jq")
+    opts = topts(kw, "")
+    out = with_retries(lambda: api.inspect_image(image, opts, raw=raw, config=config, tags=not no_tags,
+                                                 platform=platform_of(ctx), global_options=ctx.obj["global"]),
+                       retry_times)
+    if isinstance(out, bytes):
+        write_stdout(out)
+    else:
+        click.echo(go_json(out))
+
+
+@click.command("list-tags")
+@click.argument("repository")
+@retry_option
+@transport_flags("")
+@click.pass_context
+@handle_errors
+def list_tags(ctx: click.Context, repository: str, retry_times: int, **kw: Any) -> None:
+    """List the tags of a repository (docker://HOST/NAME)."""
+    opts = topts(kw, "")
+    click.echo(go_json(with_retries(lambda: api.list_tags(repository, opts, ctx.obj["global"]), retry_times)))
+
+
+@click.command()
+@click.argument("image")
+@retry_option
+@transport_flags("")
+@click.pass_context
+@handle_errors
+def delete(ctx: click.Context, image: str, retry_times: int, **kw: Any) -> None:
+    """Delete an image (docker://: the manifest its tag points at; oci:: the ref)."""
+    opts = topts(kw, "")
+    with_retries(lambda: api.delete_image(image, opts, ctx.obj["global"]), retry_times)
+
+
+@click.command("manifest-digest")
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@handle_errors
+def manifest_digest(manifest: str) -> None:
+    """Print the digest of a manifest file."""
+    click.echo(str(api.manifest_digest(manifest)))
+
+
+
+COMMANDS = [copy, inspect, list_tags, delete, manifest_digest]

@@ -1,0 +1,94 @@
+"""The one retry policy: what is transient, how long to wait, and the loop that applies it.
+
+An error is retried when it says so (`FastsyncError.retryable`: connection failures, 408/425/429/5xx
+answers); the wait is the server's Retry-After when the error carries one (capped), else exponential
+backoff with jitter. The blob transfers of the engine, the registry client's Range resume and the
+CLI's whole-request --retry-times all use these functions.
+"""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from typing import Awaitable, Callable, Optional, TypeVar
+
+from fastsync.errors import FastsyncError
+
+T = TypeVar("T")
+MAX_RETRY_AFTER = 120.0
+
+
+def retry_delay(attempt: int, retry_after: Optional[float] = None) -> float:
+    """Seconds before retry number `attempt + 1`: the server's Retry-After when given (capped),
+    else exponential backoff (0.5 s doubling, at most 30 s) with full jitter in [0.5x, 1.5x)."""
+    if retry_after is not None and retry_after >= 0:
+        return min(MAX_RETRY_AFTER, float(retry_after)) + random.random() * 0.1
+    return min(30.0, 0.5 * 2 ** attempt) * (0.5 + random.random())
+
+
+def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def is_retryable(exc: Optional[BaseException]) -> bool:
+    return isinstance(exc, FastsyncError) and exc.retryable
+
+
+def overloaded(exc: Optional[BaseException]) -> bool:
+    """An answer that says the far side is overloaded or unreachable: what the adaptive limits back
+    off on. The same set of failures that is retried."""
+    return is_retryable(exc)
+
+
+def next_delay(exc: BaseException, attempt: int, retry_times: int) -> Optional[float]:
+    """The wait before trying again after `exc` failed attempt number `attempt` (0-based) of at most
+    `retry_times` retries, or None when it must not be retried."""
+    if attempt >= retry_times or not is_retryable(exc):
+        return None
+    assert isinstance(exc, FastsyncError)
+    return retry_delay(attempt, exc.retry_after)
+
+
+async def retrying(attempt_once: Callable[[], Awaitable[T]], retry_times: int,
+                   on_retry: Optional[Callable[[BaseException, float], None]] = None) -> T:
+    """Run `attempt_once()`, again after each retryable failure, at most `retry_times` more times."""
+    attempt = 0
+    while True:
+        try:
+            return await attempt_once()
+        except FastsyncError as exc:
+            delay = next_delay(exc, attempt, retry_times)
+            if delay is None:
+                raise
+            if on_retry is not None:
+                on_retry(exc, delay)
+        attempt += 1
+        await asyncio.sleep(delay)
+
+
+def retrying_sync(attempt_once: Callable[[], T], retry_times: int,
+                  on_retry: Optional[Callable[[BaseException, float], None]] = None) -> T:
+    """`retrying` for a blocking call (a whole command run on its own event loop)."""
+    attempt = 0
+    while True:
+        try:
+            return attempt_once()
+        except FastsyncError as exc:
+            delay = next_delay(exc, attempt, retry_times)
+            if delay is None:
+                raise
+            if on_retry is not None:
+                on_retry(exc, delay)
+        attempt += 1
+        time.sleep(delay)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fastsync.engine.job import retry_delay
+from fastsync.retry import retry_delay
 from fastsync.errors import NetworkError, RegistryError
 from fastsync.retry import parse_retry_after
 from fastsync.options import CopyOptions, TransportOptions

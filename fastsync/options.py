@@ -48,7 +48,6 @@ class CopyOptions:
     remove_signatures: bool = False
     retry_times: int = 0
     blob_concurrency: int = 6
-    digestfile: Optional[str] = None
 
 
 @dataclass(frozen=True)

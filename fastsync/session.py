@@ -61,8 +61,20 @@ class Session:
 
 def run(fn: Callable[[Session], Awaitable[T]], global_options: Optional[GlobalOptions] = None,
         store: Optional[Store] = None) -> T:
-    """Run `fn(session)` on a fresh event loop (uvloop when installed), honouring --command-timeout."""
+    """Run `fn(session)` on a fresh event loop (uvloop when installed), honouring --command-timeout.
+    With a `store`, its run lock is held throughout, so a concurrent `cache gc` never deletes blobs
+    under the job."""
     gopts = global_options or GlobalOptions()
+    if store is not None:
+        store.open_run()
+        try:
+            return _run(fn, gopts, store)
+        finally:
+            store.close_run()
+    return _run(fn, gopts, store)
+
+
+def _run(fn: Callable[[Session], Awaitable[T]], gopts: GlobalOptions, store: Optional[Store]) -> T:
 
     async def main() -> T:
         async with Session(gopts, store) as session:

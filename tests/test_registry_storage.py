@@ -204,7 +204,6 @@ def test_missing_sources_fail_with_one_line(name, fragments, fastsync_tree, tmp_
 
 def test_sync_installs_a_whole_tree_into_a_registry_and_mirrors_back_into_a_tree(
         fastsync_tree, sample_images, fresh_registry, registry_factory, run_skopeo, tmp_path):
-    pytest.importorskip("fastsync.sync.inputs", reason="fastsync sync is not in this tree")
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
     host = fresh_registry.host
     ok(fastsync("sync", "-q", "--all", "--src", "registry-storage", "--dest", "docker", "--dest-tls-verify=false",

@@ -68,6 +68,23 @@ def test_gc_needs_the_store_alone(tmp_path: Path) -> None:
     assert store.gc(max_age=0).removed == 1
 
 
+def test_every_job_given_the_store_holds_its_run_lock(tmp_path: Path) -> None:
+    """copy_image and sync_images both run through session.run: while a job uses the store, a
+    concurrent gc is refused; afterwards it proceeds."""
+    from fastsync.session import run
+
+    store = Store(str(tmp_path))
+    put(store, b"a")
+
+    async def job(session: object) -> str:
+        with pytest.raises(CacheBusy):
+            Store(str(tmp_path)).gc(max_age=0)
+        return "done"
+
+    assert run(job, store=store) == "done"
+    assert Store(str(tmp_path)).gc(max_age=0).removed == 1
+
+
 def test_gc_by_age_and_by_size_least_recently_used_first(tmp_path: Path) -> None:
     store = Store(str(tmp_path))
     descs = []

@@ -164,7 +164,7 @@ def test_dir_destination_hardlinks_each_blob_from_the_cache(src: Registry, tmp_p
             for f in d.iterdir():
                 if len(f.name) == 64:
                     assert f.stat().st_ino in inodes, f
-                    assert not os.access(f, os.W_OK) or os.geteuid() == 0
+                    assert f.stat().st_mode & 0o222 == 0, oct(f.stat().st_mode)   # read-only (root ignores it)
     shared = images.sample_set()["shared"].layers[0].digest.split(":")[1]
     assert (blobs / shared).stat().st_nlink >= 3   # cache + one + two
 

@@ -239,13 +239,7 @@ def sync_images(request: SyncRequest, global_options: Optional[GlobalOptions] = 
             emitter(on_event)(Event("warning", message=w))
         return await run_sync(session, items, opts, on_event)
 
-    if store is not None:
-        store.open_run()
-    try:
-        return run(go, global_options, store)
-    finally:
-        if store is not None:
-            store.close_run()
+    return run(go, global_options, store)
 
 
 __all__ = ["SyncRequest", "SyncInput", "SourceImage", "DestKind", "SOURCE_KINDS", "DEST_KINDS", "resolve", "sync_images",

@@ -95,8 +95,6 @@ class Capabilities:
     manifest_types: Optional[frozenset[str]] = None    # None: any type, stored as-is
     can_mount: bool = False                            # cross-repository blob mount
     accepts_files: bool = False                        # put_blob_file links/copies a local file
-    parallel_puts: bool = True
-    verifies_blobs: bool = False                       # the destination checks digests itself
     supports_index: bool = True
 
 

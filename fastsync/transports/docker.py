@@ -102,7 +102,7 @@ class DockerSource(ImageSource):
 
 
 class DockerDestination(ImageDestination):
-    capabilities = Capabilities(can_mount=True, verifies_blobs=True)
+    capabilities = Capabilities(can_mount=True)
 
     def __init__(self, ref: DockerImageReference, client: "RegistryClient") -> None:
         self.reference = ref

@@ -420,7 +420,7 @@ def test_debug_output_holds_no_password_or_token(token_registry, token_server, e
 def test_login_keys_and_loggable_urls():
     from fastsync.registry.authfile import parse_login_key
     from fastsync.errors import UsageError
-    from fastsync.registry.client import _loggable
+    from fastsync.registry.wire import loggable as _loggable
 
     assert parse_login_key("https://quay.io/v1/org") == ("quay.io", "quay.io")
     assert parse_login_key("quay.io/org/repo") == ("quay.io/org/repo", "quay.io")

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from support import images
-from fastsync.registry.client import next_link
+from fastsync.registry.wire import next_link
 from helpers import assert_dir_holds, fastsync, ok
 
 INSPECTABLE = ["v2s2", "oci", "zstd", "multiarch", "list", "empty"]

@@ -5,16 +5,16 @@ import asyncio
 import logging
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable, Optional
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
-
-import orjson
+from urllib.parse import urlencode, urljoin, urlsplit
 
 from fastsync import model as m
 from fastsync.registry.auth import Authenticator, Challenge, credentials_for, parse_challenge
-from fastsync.errors import FastsyncError, NetworkError, NotFound, RegistryError, Unauthorized, body_snippet
+from fastsync.errors import FastsyncError, NetworkError, NotFound, RegistryError, Unauthorized
 from fastsync.retry import parse_retry_after
 from fastsync.model import Descriptor, Digest
 from fastsync.registry.tls import ssl_context
+from fastsync.registry.wire import (REDIRECTS, body_error, describe, error_text, loggable, next_link, origin,
+                                    parse_tag_list, pull, push, repo_of)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -25,37 +25,6 @@ ACCEPT = ", ".join(m.MANIFEST_ACCEPT)
 CHUNK = 1 << 20
 log = logging.getLogger("fastsync")
 MAX_RESUMES = 20                   # Range resumptions of one blob stream before giving up
-
-
-def pull(repo: str) -> str:
-    return f"repository:{repo}:pull"
-
-
-def push(repo: str) -> str:
-    return f"repository:{repo}:pull,push"
-
-
-_REDIRECTS = (301, 302, 303, 307, 308)
-
-
-def _error_text(status: int, body: bytes) -> tuple[str, str]:
-    """(code, message) from an OCI error body, falling back to the HTTP status."""
-    try:
-        doc = orjson.loads(body) if body.lstrip()[:1] == b"{" else None
-    except ValueError:
-        doc = None
-    errs = doc.get("errors") if isinstance(doc, dict) else None
-    if isinstance(errs, list) and errs and isinstance(errs[0], dict):
-        e = errs[0]
-        code = e.get("code")
-        code = code if isinstance(code, str) else ""
-        msg = e.get("message")
-        msg = msg if isinstance(msg, str) and msg.strip() else code.lower().replace("_", " ")
-        if msg:
-            return code, " ".join(msg.split())[:200]
-    text = body.decode("utf-8", "replace").strip().splitlines()
-    line = " ".join(text[0].split())[:200] if text else ""
-    return "", line or f"HTTP status {status}"
 
 
 class RegistryClient:
@@ -119,7 +88,7 @@ class RegistryClient:
                     last = exc
             hint = " (use --tls-verify=false for a plain-http registry)" \
                 if isinstance(last, aiohttp.ClientSSLError) and self.opts.tls_verify is not False else ""
-            raise NetworkError(f"pinging container registry {self.host}: {_describe(last)}{hint}")
+            raise NetworkError(f"pinging container registry {self.host}: {describe(last)}{hint}")
 
     @asynccontextmanager
     async def request(self, method: str, path_or_url: str, scopes: Iterable[str], *,
@@ -145,7 +114,7 @@ class RegistryClient:
         base = await self.ping()
         url = path_or_url if "://" in path_or_url else base + path_or_url
         scopes = tuple(scopes)
-        authn = await self.authenticator(_repo_of(scopes))
+        authn = await self.authenticator(repo_of(scopes))
         replayable = data is None or isinstance(data, (bytes, bytearray))
         for attempt in (0, 1):
             hdrs = dict(headers or {})
@@ -157,11 +126,11 @@ class RegistryClient:
                                                        ssl=self.ssl if url.startswith("https:") else None,
                                                        allow_redirects=allow_redirects)
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-                inner = _body_error(exc)
+                inner = body_error(exc)
                 if inner is not None:      # the streamed body (a source blob) failed, not this request
                     raise inner from None
-                raise NetworkError(f"{what or method + ' ' + _loggable(url)}: {_describe(exc)}") from None
-            log.debug("%s %s -> %d", method, _loggable(str(resp.url)), resp.status)
+                raise NetworkError(f"{what or method + ' ' + loggable(url)}: {describe(exc)}") from None
+            log.debug("%s %s -> %d", method, loggable(str(resp.url)), resp.status)
             try:
                 if resp.status == 401 and attempt == 0 and replayable and \
                         authn.on_challenge(resp.headers.get("WWW-Authenticate", ""), scopes):
@@ -182,7 +151,7 @@ class RegistryClient:
                retry_after: Optional[str] = None) -> FastsyncError:
         """The error for a failed response; 429/503 carry the server's Retry-After (seconds) for the
         per-blob retry loop."""
-        code, msg = _error_text(status, body)
+        code, msg = error_text(status, body)
         if status == 401:
             if not creds:
                 msg = f"authentication required ({msg})" if msg != "authentication required" else msg
@@ -276,28 +245,28 @@ class RegistryClient:
         what = f"reading blob {desc.digest} from {self.host}/{repo}"
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         resp = await self.send("GET", f"/v2/{repo}/blobs/{desc.digest}", (pull(repo),), headers=headers,
-                               ok=(200, 206) + _REDIRECTS, what=what, allow_redirects=False)
+                               ok=(200, 206) + REDIRECTS, what=what, allow_redirects=False)
         try:
-            location = urljoin(str(resp.url), resp.headers.get("Location", "")) if resp.status in _REDIRECTS else None
-            origin = _origin(self.base or "")
+            location = urljoin(str(resp.url), resp.headers.get("Location", "")) if resp.status in REDIRECTS else None
+            home = origin(self.base or "")
             for _ in range(11):
                 if location is not None:
                     resp.release()
                     hdrs = dict(headers)
-                    if _origin(location) == origin:
+                    if origin(location) == home:
                         auth = await (await self.authenticator(repo)).header((pull(repo),))
                         if auth:
                             hdrs["Authorization"] = auth
                     else:  # blob storage elsewhere (S3-like): never hand it the registry's credentials
                         log.debug("blob %s redirected to %s (no Authorization sent)", desc.digest,
-                                  _loggable(location))
+                                  loggable(location))
                     try:
                         resp = await self.http.get(location, headers=hdrs, allow_redirects=False,
                                                            ssl=self.ssl if location.startswith("https:") else None)
                     except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-                        raise NetworkError(f"{what}: {_describe(exc)}") from None
-                    log.debug("GET %s -> %d", _loggable(location), resp.status)
-                    if resp.status in _REDIRECTS:
+                        raise NetworkError(f"{what}: {describe(exc)}") from None
+                    log.debug("GET %s -> %d", loggable(location), resp.status)
+                    if resp.status in REDIRECTS:
                         location = urljoin(location, resp.headers.get("Location", ""))
                         continue
                     if resp.status not in (200, 206):
@@ -314,7 +283,7 @@ class RegistryClient:
                             chunk, skip = chunk[skip:], 0
                         yield chunk
                 except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                    raise NetworkError(f"{what}: {_describe(exc)}") from None
+                    raise NetworkError(f"{what}: {describe(exc)}") from None
                 return
             raise RegistryError(f"{what}: too many redirects")
         finally:
@@ -368,87 +337,3 @@ class RegistryClient:
         return tags
 
 
-def parse_tag_list(body: bytes, what: str, content_type: str = "") -> list[str]:
-    """The `tags` of a tags/list answer (`{"name": ..., "tags": [...]}`, `tags` may be null); anything
-    else is a one-line RegistryError naming what was read."""
-    def bad(why: str) -> RegistryError:
-        ctype = content_type.split(";")[0].strip()
-        return RegistryError(f"{what}: the registry's answer is not a tag list ({why}"
-                             + (f", Content-Type {ctype}" if ctype else "") + ")")
-    try:
-        doc = orjson.loads(body)
-    except ValueError:
-        raise bad(f"not JSON: {body_snippet(body)}") from None
-    if not isinstance(doc, dict):
-        raise bad(f"a JSON {type(doc).__name__}, not an object")
-    tags = doc.get("tags")
-    if tags is None:
-        return []
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise bad('"tags" is not a list of strings')
-    return tags
-
-
-def _repo_of(scopes: tuple[str, ...]) -> Optional[str]:
-    """The repository whose credentials a request uses: the first scope's (`repository:NAME:actions`)."""
-    if not scopes or not scopes[0].startswith("repository:"):
-        return None
-    return scopes[0][len("repository:"):].rpartition(":")[0] or None
-
-
-def _origin(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    return parts.scheme, parts.netloc
-
-
-_LOGGED_QUERY = {"digest", "mount", "from", "n", "last"}
-
-
-def _loggable(url: str) -> str:
-    """`url` fit for logs: no userinfo, and only harmless query parameters (no upload state, signatures)."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    query = [f"{k}={v}" if k in _LOGGED_QUERY else f"{k}=..." for k, v in parse_qsl(parts.query, True)]
-    return f"{parts.scheme}://{host}{parts.path}" + ("?" + "&".join(query) if query else "")
-
-
-def next_link(header: str, base: str) -> Optional[str]:
-    """The absolute URL of a `Link: <url>; rel="next"` header, or None."""
-    for part in header.split(","):
-        target, _, params = part.partition(";")
-        if 'rel="next"' in params.replace(" ", "") or "rel=next" in params.replace(" ", ""):
-            return urljoin(base, target.strip().strip("<>"))
-    return None
-
-
-def _body_error(exc: BaseException) -> Optional[FastsyncError]:
-    """The FastsyncError raised by a request's streamed body, which aiohttp wraps in a send
-    failure: the source's own error (a 429 with its Retry-After, a digest mismatch) is what counts."""
-    seen = 0
-    e: Optional[BaseException] = exc
-    while e is not None and seen < 8:
-        if isinstance(e, FastsyncError):
-            return e
-        e = e.__cause__ or e.__context__
-        seen += 1
-    return None
-
-
-def _describe(exc: Optional[BaseException]) -> str:
-    """A short, secret-free description of a connection-level failure."""
-    import aiohttp
-
-    if exc is None:
-        return "unknown error"
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return f"TLS certificate of {exc.host} not trusted ({exc.certificate_error})"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        os_err = exc.os_error
-        if isinstance(os_err, ConnectionRefusedError):
-            return f"cannot connect to {exc.host}:{exc.port}: connection refused"
-        reason = getattr(os_err, "strerror", None) or getattr(os_err, "reason", None) or str(os_err)
-        return f"cannot connect to {exc.host}:{exc.port}: {reason}"
-    if isinstance(exc, asyncio.TimeoutError):
-        return "timed out"
-    text = str(exc) or type(exc).__name__
-    return " ".join(text.split())

@@ -164,3 +164,18 @@ def test_the_layering_checker_sees_function_level_imports(tmp_path: Path) -> Non
     finally:
         f.unlink()
     assert "fastsync.engine.job" in found and "fastsync.cli" not in found
+
+
+def test_the_wheel_holds_the_product_only() -> None:
+    """pyproject selects the fastsync packages alone; the test harness (tests/support) is not among
+    them and no library module imports it."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    conf = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    packages = find_packages(str(ROOT), include=conf["include"])
+    assert packages and all(p == "fastsync" or p.startswith("fastsync.") for p in packages), packages
+    assert not (PKG / "testing").exists()
+    for module, imported in graph().items():
+        assert not any(n.split(".")[0] in ("support", "tests", "pytest") for n in imported), module

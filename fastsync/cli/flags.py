@@ -33,8 +33,9 @@ def go_bool_names(cmd: click.Command, names: set[str]) -> set[str]:
     return names
 
 
-def transport_flags(prefix: str) -> Callable:
-    """--{prefix}creds, --{prefix}tls-verify, ... for one side ('src-', 'dest-' or '')."""
+def transport_flags(prefix: str, daemon: bool = True) -> Callable:
+    """--{prefix}creds, --{prefix}tls-verify, ... for one side ('src-', 'dest-' or ''); `daemon`: also
+    --{prefix}daemon-host (docker-daemon: only)."""
     def deco(f: Callable) -> Callable:
         for opt in reversed([
             click.option(f"--{prefix}creds", metavar="USER[:PASS]", help="credentials for the registry"),
@@ -45,6 +46,9 @@ def transport_flags(prefix: str) -> Callable:
             go_bool(f"--{prefix}tls-verify", "require HTTPS and verify certificates"),
             click.option(f"--{prefix}registry-token", metavar="TOKEN", help="bearer token for the registry"),
             click.option(f"--{prefix}authfile", metavar="PATH", help="auth file (auth.json / config.json)"),
+            *([click.option(f"--{prefix}daemon-host", metavar="HOST",
+                            help="use the docker daemon at HOST (docker-daemon: only; default "
+                                 "unix:///var/run/docker.sock)")] if daemon else []),
         ]):
             f = opt(f)
         return f
@@ -78,7 +82,8 @@ def topts(kw: dict[str, Any], prefix: str, shared_authfile: Optional[str] = None
                             creds=creds,
                             no_creds=kw.pop(f"{p}no_creds", False),
                             registry_token=kw.pop(f"{p}registry_token", None),
-                            authfile=kw.pop(f"{p}authfile", None) or shared_authfile)
+                            authfile=kw.pop(f"{p}authfile", None) or shared_authfile,
+                            daemon_host=kw.pop(f"{p}daemon_host", None))
 
 
 def compression_options(compress: bool, decompress: bool, fmt: Optional[str], level: Optional[int]) -> dict[str, Any]:

@@ -86,7 +86,7 @@ def inspect(ctx: click.Context, image: str, raw: bool, config: bool, no_tags: bo
 @click.command("list-tags")
 @click.argument("repository")
 @retry_option
-@transport_flags("")
+@transport_flags("", daemon=False)
 @click.pass_context
 @handle_errors
 def list_tags(ctx: click.Context, repository: str, retry_times: int, **kw: Any) -> None:

@@ -43,11 +43,13 @@ SOURCE_KINDS: dict[str, str] = {
     "list": "fastsync.sync.config:list_source",
     "image-syncer": "fastsync.sync.config:image_syncer_source",
     "registry-storage": "fastsync.sync.storage_kinds:SYNC_SOURCE",
+    "docker-daemon": "fastsync.sync.daemon_kinds:SYNC_SOURCE",
 }
 DEST_KINDS: dict[str, str] = {
     "docker": "fastsync.sync.inputs:DOCKER_DEST",
     "dir": "fastsync.sync.inputs:DIR_DEST",
     "registry-storage": "fastsync.sync.storage_kinds:SYNC_DEST",
+    "docker-daemon": "fastsync.sync.daemon_kinds:SYNC_DEST",
 }
 
 

@@ -28,6 +28,7 @@ TRANSPORTS = {
     "registry-storage": "fastsync.transports.storage.reference:StorageImageReference",
     "oci-archive": "fastsync.transports.archive.oci:OCIArchiveReference",
     "docker-archive": "fastsync.transports.archive.docker:DockerArchiveReference",
+    "docker-daemon": "fastsync.transports.daemon:DaemonImageReference",
 }
 
 

@@ -139,7 +139,7 @@ class DockerArchiveSource(ImageSource):
             raise ManifestError(f"{what}: manifest.json is not valid JSON: {exc}") from None
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise ManifestError(f"{what}: manifest.json is not a list of images")
-        item = choose_item(items, self.reference)
+        item = self.choose(items)
         try:
             self.config = self.reader.read(item["Config"])
             config = json.loads(self.config)
@@ -164,6 +164,11 @@ class DockerArchiveSource(ImageSource):
                                "config": {"mediaType": m.DOCKER_CONFIG, "size": len(self.config),
                                           "digest": str(self.config_digest)},
                                "layers": layers})
+
+    def choose(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """The manifest.json entry to read (a subclass reading another container of the format may
+        choose differently)."""
+        return choose_item(items, self.reference)
 
     def _uncompressed_size(self, path: str) -> int:
         ti = self.reader.member(path)

@@ -33,14 +33,14 @@ class ArchiveError(FastsyncError):
     """An archive is missing, unreadable or malformed."""
 
 
-def _header(name: str, size: int = 0, kind: bytes = tarfile.REGTYPE, linkname: str = "", mode: int = 0o444) -> bytes:
+def tar_header(name: str, size: int = 0, kind: bytes = tarfile.REGTYPE, linkname: str = "", mode: int = 0o444) -> bytes:
     ti = tarfile.TarInfo(name)
     ti.size, ti.type, ti.linkname, ti.mode, ti.mtime = size, kind, linkname, mode, 0
     ti.uname = ti.gname = ""
     return ti.tobuf(FORMAT, "utf-8", "surrogateescape")
 
 
-def _pad(size: int) -> bytes:
+def tar_padding(size: int) -> bytes:
     return b"\0" * (-size % BLOCK)
 
 
@@ -152,8 +152,8 @@ class TarWriter:
 
     def _add(self, name: str, data: bytes) -> None:
         start = self.f.tell()
-        header = _header(name, len(data))
-        self.f.write(header + data + _pad(len(data)))
+        header = tar_header(name, len(data))
+        self.f.write(header + data + tar_padding(len(data)))
         self.members[name] = (start + len(header), len(data))
 
     async def put_bytes(self, name: str, data: bytes) -> None:
@@ -163,10 +163,10 @@ class TarWriter:
                 self._add(name, data)
 
     def add_dir(self, name: str) -> None:
-        self.f.write(_header(name.rstrip("/") + "/", kind=tarfile.DIRTYPE, mode=0o755))
+        self.f.write(tar_header(name.rstrip("/") + "/", kind=tarfile.DIRTYPE, mode=0o755))
 
     def add_symlink(self, name: str, target: str) -> None:
-        self.f.write(_header(name, kind=tarfile.SYMTYPE, linkname=target, mode=0))
+        self.f.write(tar_header(name, kind=tarfile.SYMTYPE, linkname=target, mode=0))
 
     def read(self, name: str) -> bytes:
         offset, size = self.members[name]
@@ -188,17 +188,17 @@ class TarWriter:
                 raise ArchiveError(f"{self.what}: the archive was abandoned")
             start = self.f.tell()
             with self._member_at(start):
-                placeholder = _header(name_for() if decoder is None else "0" * 64 + ".tar")
+                placeholder = tar_header(name_for() if decoder is None else "0" * 64 + ".tar")
                 self.f.write(placeholder)
                 size = await pump(chunks, self.f.write, decoder)
                 name = name_for()
-                header = _header(name, size)
+                header = tar_header(name, size)
                 if name in self.members or len(header) != len(placeholder):
                     self._cut(start)
                     if name in self.members:
                         return name
                     raise ArchiveError(f"{self.what}: internal error: tar header size changed for {name}")
-                self.f.write(_pad(size))
+                self.f.write(tar_padding(size))
                 end = self.f.tell()
                 self.f.seek(start)
                 self.f.write(header)
@@ -218,17 +218,17 @@ class TarWriter:
                     if name in self.members or self.aborted:
                         return name
                     start = self.f.tell()
-                    header = _header(name, size)
+                    header = tar_header(name, size)
                     with self._member_at(start):
                         self.f.write(header)
                         spool.seek(0)
                         await in_thread(_copy, spool, self.f, size)
-                        self.f.write(_pad(size))
+                        self.f.write(tar_padding(size))
                     self.members[name] = (start + len(header), size)
                     return name
         finally:
             self._spools.discard(path)
-            _unlink(path)
+            unlink_quietly(path)
 
     # -- the end -----------------------------------------------------------------------------------
 
@@ -245,9 +245,9 @@ class TarWriter:
         """Drop the temp archive. A member still being streamed (another blob of a failed copy) ends
         on its own; the file is closed when it does."""
         self.aborted = True
-        _unlink(self.tmp)
+        unlink_quietly(self.tmp)
         for path in list(self._spools):
-            _unlink(path)
+            unlink_quietly(path)
         if not self.lock.locked():
             self.f.close()
 
@@ -283,7 +283,7 @@ def _copy(src, dst, size: int) -> None:
         left -= len(data)
 
 
-def _unlink(path: str) -> None:
+def unlink_quietly(path: str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -381,7 +381,7 @@ class TarReader:
             os.close(self.fd)
             self.fd = None
         if self._scratch:
-            _unlink(self._scratch)
+            unlink_quietly(self._scratch)
             self._scratch = None
 
 

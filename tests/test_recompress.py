@@ -110,3 +110,29 @@ def test_recompressed_layer_is_remembered_by_the_store(sample_images, dir_of, tm
     assert (tmp_path / "a" / "manifest.json").read_bytes() == (tmp_path / "b" / "manifest.json").read_bytes()
     layer = _manifest(tmp_path / "b")["layers"][0]["digest"].split(":")[1]
     assert (tmp_path / "b" / layer).stat().st_ino == (tmp_path / "cache" / "blobs" / "sha256" / layer).stat().st_ino
+
+
+@pytest.mark.parametrize("name", ["v2s2", "oci"])
+def test_destinations_that_want_compressed_layers_get_them_as_skopeo_gives_them(
+        name, sample_images, dir_of, registry, run_skopeo, tmp_path):
+    """containers/image's DesiredLayerCompression: a registry and an OCI layout get uncompressed
+    layers gzipped (new digests, gzip media types); dir: keeps them as they are. The same copies
+    through skopeo give the same media types and the same diff_ids."""
+    plain = tmp_path / "plain"
+    ok(fastsync("copy", "-q", "--dest-decompress", f"dir:{dir_of(sample_images[name])}", f"dir:{plain}"))
+    ok(fastsync("copy", "-q", f"dir:{plain}", f"dir:{tmp_path / 'same'}"))
+    assert _manifest(tmp_path / "same") == _manifest(plain)
+    repo = f"docker://{registry.host}/wants-gzip/{uuid.uuid4().hex[:8]}"
+    for who, tag in (("fastsync", "f"), ("skopeo", "s")):
+        run = (lambda *a: ok(fastsync(*a))) if who == "fastsync" else (lambda *a: run_skopeo(*a))
+        run("copy", "-q", "--dest-tls-verify=false", f"dir:{plain}", f"{repo}:{tag}")
+        run("copy", "-q", f"dir:{plain}", f"oci:{tmp_path / 'layout'}:{tag}")
+        run_skopeo("copy", "-q", "--src-tls-verify=false", f"{repo}:{tag}", f"dir:{tmp_path / ('reg-' + tag)}")
+        run_skopeo("copy", "-q", f"oci:{tmp_path / 'layout'}:{tag}", f"dir:{tmp_path / ('oci-' + tag)}")
+    for where in ("reg", "oci"):
+        ours, theirs = _manifest(tmp_path / f"{where}-f"), _manifest(tmp_path / f"{where}-s")
+        assert [ly["mediaType"] for ly in ours["layers"]] == [ly["mediaType"] for ly in theirs["layers"]]
+        assert all(ly["mediaType"].endswith("gzip") for ly in ours["layers"])
+        for ly in ours["layers"]:
+            assert (tmp_path / f"{where}-f" / ly["digest"].split(":")[1]).read_bytes()[:2] == b"\x1f\x8b"
+        assert _config(tmp_path / f"{where}-f")["rootfs"] == _config(tmp_path / f"{where}-s")["rootfs"]

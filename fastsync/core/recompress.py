@@ -11,7 +11,7 @@ import asyncio
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, AsyncIterator, Optional
+from typing import TYPE_CHECKING, AsyncIterator, Callable, Optional
 
 from fastsync.core import native
 from fastsync.errors import DigestMismatch, FastsyncError
@@ -35,19 +35,27 @@ class LayerEdit:
         return f"{self.format or 'none'}-{self.level if self.level is not None else 'default'}"
 
 
-def layer_edits(man: "Manifest", options: "CopyOptions") -> dict[Digest, LayerEdit]:
-    """The layers of `man` whose compression must change under skopeo's --dest-compress* flags."""
+def layer_edits(man: "Manifest", options: "CopyOptions",
+                actual: Callable[[Descriptor], Optional[str]] = lambda d: compression_of(d.media_type),
+                compress_uncompressed: bool = False) -> dict[Digest, LayerEdit]:
+    """The layers of `man` whose compression must change: under skopeo's --dest-compress* flags, or,
+    without them, the uncompressed layers of a destination that wants them compressed
+    (`compress_uncompressed`: containers/image's DesiredLayerCompression = Compress; registries and
+    OCI layouts). `actual` says how a layer's bytes are really compressed, whatever its media type
+    says (a docker-archive layer labelled gzip may be a plain tar, as containers/image labels it)."""
     if options.dest_decompress:
         wanted = LayerEdit(None)
     elif options.dest_compress_format or options.dest_compress:
         wanted = LayerEdit(options.dest_compress_format or "gzip", options.dest_compress_level)
+    elif compress_uncompressed and not options.preserve_digests and not man.is_schema1:
+        wanted = LayerEdit("gzip")
     else:
         return {}
-    # --dest-compress alone compresses what is uncompressed; a format recompresses everything else too
-    only_uncompressed = options.dest_compress and not options.dest_compress_format and not options.dest_decompress
+    # compressing alone touches what is uncompressed; a format recompresses everything else too
+    only_uncompressed = not options.dest_compress_format and not options.dest_decompress
     edits = {}
     for d in man.layers:
-        current = compression_of(d.media_type)
+        current = actual(d)
         if d.urls or current == wanted.format or (only_uncompressed and current is not None):
             continue                     # foreign layers (urls) are referenced, never moved or edited
         edits[d.digest] = wanted
@@ -55,7 +63,7 @@ def layer_edits(man: "Manifest", options: "CopyOptions") -> dict[Digest, LayerEd
 
 
 async def recompress_to_file(chunks: AsyncIterator[bytes], desc: Descriptor, edit: LayerEdit,
-                             directory: str) -> tuple[Descriptor, str]:
+                             directory: str, source_format: Optional[str]) -> tuple[Descriptor, str]:
     """Stream `chunks` (the layer `desc`) through the recompressor into a temp file in `directory`.
 
     Returns the new layer's descriptor (media type still the source's; the caller sets it) and the
@@ -63,7 +71,7 @@ async def recompress_to_file(chunks: AsyncIterator[bytes], desc: Descriptor, edi
     """
     loop = asyncio.get_running_loop()
     try:
-        rc = native.Recompressor(compression_of(desc.media_type), edit.format, edit.level)
+        rc = native.Recompressor(source_format, edit.format, edit.level)
     except ValueError as exc:
         raise FastsyncError(f"layer {desc.digest}: {exc}") from None
     fd, path = tempfile.mkstemp(prefix="layer-", dir=directory)

@@ -99,6 +99,9 @@ class PlannedSource(ImageSource):
     async def head_manifest(self) -> Optional[Digest]:
         return await self.inner.head_manifest()
 
+    def layer_compression(self, desc: Descriptor) -> Optional[str]:
+        return self.inner.layer_compression(desc)
+
     def blob_chunks(self, desc: Descriptor) -> AsyncIterator[bytes]:
         return self.inner.blob_chunks(desc)
 

@@ -7,8 +7,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, AsyncIterator, ClassVar, Optional
 
+from fastsync.core.codec import detect_compression
 from fastsync.errors import Unsupported
-from fastsync.model import Descriptor, Digest
+from fastsync.model import Descriptor, Digest, compression_of
 
 if TYPE_CHECKING:
     from fastsync.manifest import Manifest
@@ -77,6 +78,19 @@ class ImageSource(ABC):
         registry's HEAD); None when it is not."""
         return None
 
+    def layer_compression(self, desc: Descriptor) -> Optional[str]:
+        """How the bytes `blob_chunks(desc)` serves are compressed ('gzip', 'zstd' or None): sniffed
+        from a local file's first bytes (as containers/image sniffs every stream), else what the
+        media type says."""
+        path = self.blob_path(desc)
+        if path:
+            try:
+                with open(path, "rb") as f:
+                    return detect_compression(f.read(4))
+            except OSError:
+                pass
+        return compression_of(desc.media_type)
+
     def blob_path(self, desc: Descriptor) -> Optional[str]:
         """A local file holding the blob, when the transport has one (lets the engine link or mmap)."""
         return None
@@ -96,6 +110,7 @@ class Capabilities:
     can_mount: bool = False                            # cross-repository blob mount
     accepts_files: bool = False                        # put_blob_file links/copies a local file
     supports_index: bool = True
+    compress_layers: bool = False                      # uncompressed layers are gzipped on the way in
 
 
 class ImageDestination(ABC):

@@ -102,7 +102,7 @@ class DockerSource(ImageSource):
 
 
 class DockerDestination(ImageDestination):
-    capabilities = Capabilities(can_mount=True)
+    capabilities = Capabilities(can_mount=True, compress_layers=True)
 
     def __init__(self, ref: DockerImageReference, client: "RegistryClient") -> None:
         self.reference = ref

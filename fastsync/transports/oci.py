@@ -173,7 +173,8 @@ class OCISource(ImageSource):
 class OCIDestination(ImageDestination):
     # Like containers/image, the layout holds OCI manifests only (skopeo ignores other types in
     # index.json), so Docker manifests are converted on the way in.
-    capabilities = Capabilities(accepts_files=True, manifest_types=frozenset({m.OCI_MANIFEST, m.OCI_INDEX}))
+    capabilities = Capabilities(accepts_files=True, manifest_types=frozenset({m.OCI_MANIFEST, m.OCI_INDEX}),
+                                compress_layers=True)
 
     def __init__(self, ref: OCIImageReference) -> None:
         self.reference = ref

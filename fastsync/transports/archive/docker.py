@@ -9,9 +9,9 @@ As containers/image (docker/archive, docker/internal/tarfile) does it:
   (`docker.io/library/x:latest` for `x`). A non-empty existing file is refused, as skopeo does.
 - reading: the image named by NAME:TAG among the RepoTags, the `@N`th entry of manifest.json, or
   the only one. Layers may be plain or gzip/zstd compressed; they are served decompressed, under
-  their diff_ids, in a v2s2 manifest built as containers/image builds it except for the layer
-  media type: uncompressed layers are labelled `...rootfs.diff.tar`, not `.tar.gzip` as skopeo
-  labels them, so the manifest digest differs from the one `skopeo inspect` shows.
+  their diff_ids, in a v2s2 manifest built as containers/image builds it (labelled `.tar.gzip`
+  although plain, so the manifest digest is the one `skopeo inspect` shows; the engine is told
+  the truth by `layer_compression`, and gzips them for destinations that want compressed layers).
 """
 from __future__ import annotations
 
@@ -155,11 +155,10 @@ class DockerArchiveSource(ImageSource):
         for path, diff_id in zip(paths, diff_ids):
             if diff_id not in self.layers:
                 self.layers[diff_id] = (path, self._uncompressed_size(path))
-            layers.append({"mediaType": m.DOCKER_LAYER, "size": self.layers[diff_id][1],
+            layers.append({"mediaType": m.DOCKER_LAYER_GZIP, "size": self.layers[diff_id][1],
                            "digest": str(diff_id)})
-        # containers/image labels these layers gzip although it serves them uncompressed (its copy
-        # sniffs compression); fastsync plans recompression from media types, so they are labelled
-        # as what they are: --dest-compress works, and the manifest digest differs from skopeo's
+        # labelled gzip although served uncompressed, as containers/image does (so the manifest
+        # digest is skopeo's); layer_compression() tells the engine what the bytes really are
         self.manifest = dumps({"schemaVersion": 2, "mediaType": m.DOCKER_V2S2,
                                "config": {"mediaType": m.DOCKER_CONFIG, "size": len(self.config),
                                           "digest": str(self.config_digest)},
@@ -197,6 +196,9 @@ class DockerArchiveSource(ImageSource):
         if found is None:
             raise NotFound(f"{self.reference}: blob {desc.digest} not found")
         return _decompressed(self.reader.chunks(found[0]), Decoder(f"{self.reference}: layer {found[0]}"))
+
+    def layer_compression(self, desc: Descriptor) -> Optional[str]:
+        return None   # every layer is served decompressed
 
     async def list_tags(self) -> list[str]:
         return []     # skopeo inspect shows no RepoTags for archives

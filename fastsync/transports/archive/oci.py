@@ -89,7 +89,7 @@ class OCIArchiveSource(ImageSource):
 
 
 class OCIArchiveDestination(ImageDestination):
-    capabilities = Capabilities(manifest_types=frozenset({m.OCI_MANIFEST, m.OCI_INDEX}))
+    capabilities = Capabilities(manifest_types=frozenset({m.OCI_MANIFEST, m.OCI_INDEX}), compress_layers=True)
 
     def __init__(self, ref: OCIArchiveReference) -> None:
         self.reference = ref

@@ -4,7 +4,7 @@
 # its test dependencies. Idempotent and quiet when everything is already there.
 set -euo pipefail
 PYTHON=${PYTHON:-python3}
-PKGS=(docker-registry skopeo podman uidmap gnupg squashfs-tools apache2-utils time build-essential pkg-config
+PKGS=(docker-registry skopeo podman uidmap gnupg squashfs-tools fakeroot apache2-utils time build-essential pkg-config
       libssl-dev libzstd-dev libisal-dev zlib1g-dev)
 missing=()
 for p in "${PKGS[@]}"; do

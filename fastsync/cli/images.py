@@ -11,7 +11,7 @@ from fastsync.cli.errors import handle_errors, with_retries
 from fastsync.cli.flags import (check_retry_times, compression_options, platform_of, retry_option, topts,
                                 transport_flags, write_stdout)
 from fastsync.engine.describe import go_json
-from fastsync.errors import UsageError
+from fastsync.errors import FastsyncError, UsageError
 from fastsync.options import CopyOptions
 
 
@@ -63,22 +63,31 @@ def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_ar
 @click.option("--raw", is_flag=True, help="print the manifest (or with --config, the config) as stored")
 @click.option("--config", "config", is_flag=True, help="print the image config")
 @click.option("-n", "--no-tags", is_flag=True, help="do not list the repository's tags")
-@click.option("--format", "fmt", hidden=True)
+@click.option("-f", "--format", "fmt", metavar="TEMPLATE", help="format the output with a Go template, as skopeo "
+              "(e.g. '{{.Digest}}', '{{range .Layers}}{{.}} {{end}}'; with --config over the image config)")
 @retry_option
 @transport_flags("")
 @click.pass_context
 @handle_errors
 def inspect(ctx: click.Context, image: str, raw: bool, config: bool, no_tags: bool, fmt: Optional[str],
             retry_times: int, **kw: Any) -> None:
-    """Show an image's manifest, config or summary (skopeo's JSON)."""
-    if fmt:
-        raise UsageError("--format templates are not supported; use --raw or the JSON output with jq")
+    """Show an image's manifest, config or summary (skopeo's JSON, or --format's Go template)."""
+    from fastsync.cli.inspect_format import is_json, render
+
+    if fmt and raw:
+        raise FastsyncError("raw output does not support format option")
     opts = topts(kw, "")
     out = with_retries(lambda: api.inspect_image(image, opts, raw=raw, config=config, tags=not no_tags,
                                                  platform=platform_of(ctx), global_options=ctx.obj["global"]),
                        retry_times)
     if isinstance(out, bytes):
         write_stdout(out)
+    elif fmt and not is_json(fmt):
+        try:
+            write_stdout(render(fmt, out, config).encode())
+        except FastsyncError as exc:     # what the template printed before failing, as skopeo leaves it
+            write_stdout(getattr(exc, "partial", "").encode())
+            raise
     else:
         click.echo(go_json(out))
 

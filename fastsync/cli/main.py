@@ -11,6 +11,7 @@ import click
 from fastsync import __version__
 from fastsync.api import backend
 from fastsync.cli import auth, images, offline, sync
+from fastsync.cli import help as help_cmds
 from fastsync.cli.errors import FastsyncGroup
 from fastsync.options import GlobalOptions
 
@@ -52,6 +53,7 @@ for _cmd in images.COMMANDS:
 auth.register(main)
 sync.register(main)
 offline.register(main)
+help_cmds.register(main)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

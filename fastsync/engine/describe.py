@@ -70,10 +70,15 @@ def oci_config_view(conf: dict[str, Any]) -> dict[str, Any]:
     if "created" in out:
         out["created"] = go_time(out["created"])
     runtime = conf.get("config") or {}
-    out["config"] = {k: runtime[k] for k in _OCI_RUNTIME_KEYS if runtime.get(k) not in (None, "", [], {})}
+    out["config"] = {k: _sorted_map(runtime[k]) for k in _OCI_RUNTIME_KEYS if runtime.get(k) not in (None, "", [], {})}
     if "rootfs" in out:
         out["rootfs"] = {"type": out["rootfs"].get("type", ""), "diff_ids": out["rootfs"].get("diff_ids") or []}
     return out
+
+
+def _sorted_map(value: Any) -> Any:
+    """A JSON object as Go marshals a map (keys sorted); other values as they are."""
+    return dict(sorted(value.items())) if isinstance(value, dict) else value
 
 
 def layer_infos(man: Manifest) -> list[dict[str, Any]]:
@@ -85,7 +90,7 @@ def layer_infos(man: Manifest) -> list[dict[str, Any]]:
                         "Digest": fs[i]["blobSum"], "Size": -1, "Annotations": None})
         return out
     return [{"MIMEType": d.media_type, "Digest": str(d.digest), "Size": d.size,
-             "Annotations": dict(d.annotations) or None} for d in man.layers]
+             "Annotations": _sorted_map(dict(d.annotations)) or None} for d in man.layers]
 
 
 def inspect_output(name: Optional[str], top_digest: Digest, tags: list[str], man: Manifest,
@@ -102,7 +107,7 @@ def inspect_output(name: Optional[str], top_digest: Digest, tags: list[str], man
         "RepoTags": tags,
         "Created": go_time(config.get("created")),
         "DockerVersion": config.get("docker_version", "") or "",
-        "Labels": inner.get("Labels"),
+        "Labels": _sorted_map(inner.get("Labels")),
         "Architecture": config.get("architecture", "") or "",
     })
     if config.get("variant"):

@@ -29,6 +29,7 @@ TRANSPORTS = {
     "oci-archive": "fastsync.transports.archive.oci:OCIArchiveReference",
     "docker-archive": "fastsync.transports.archive.docker:DockerArchiveReference",
     "docker-daemon": "fastsync.transports.daemon:DaemonImageReference",
+    "sif": "fastsync.transports.sif:SifImageReference",
 }
 
 

@@ -89,9 +89,10 @@ def list_tags(name: Ref, opts: TransportOptions = TransportOptions(),
 
 
 def delete_image(name: Ref, opts: TransportOptions = TransportOptions(),
-                 global_options: Optional[GlobalOptions] = None) -> None:
+                 global_options: Optional[GlobalOptions] = None) -> Optional[Digest]:
+    """Delete an image; returns the digest of the manifest deleted when the transport tells it."""
     ref = _ref(name)
-    run(lambda session: ref.delete(session, opts), global_options)
+    return run(lambda session: ref.delete(session, opts), global_options)
 
 
 def verify_credentials(host: str, opts: TransportOptions, global_options: Optional[GlobalOptions] = None) -> None:

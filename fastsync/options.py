@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from fastsync.model import Platform
 
@@ -48,6 +48,7 @@ class CopyOptions:
     remove_signatures: bool = False
     retry_times: int = 0
     blob_concurrency: int = 6
+    trust: Optional[Any] = None                # fastsync.trust.copying.Trust; None: no policy, no signatures
 
 
 @dataclass(frozen=True)
@@ -58,5 +59,7 @@ class GlobalOptions:
     command_timeout: Optional[float] = None
     tmpdir: Optional[str] = None
     insecure_policy: bool = False
+    policy_path: Optional[str] = None          # --policy (None: skopeo's default lookup)
+    registries_d: Optional[str] = None         # --registries.d (None: the default directory)
     user_agent: str = "fastsync"
     connections_per_host: int = 16

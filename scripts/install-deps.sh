@@ -5,7 +5,7 @@
 set -euo pipefail
 PYTHON=${PYTHON:-python3}
 PKGS=(docker-registry skopeo podman uidmap gnupg squashfs-tools fakeroot apache2-utils time build-essential pkg-config
-      libssl-dev libzstd-dev libisal-dev zlib1g-dev)
+      libssl-dev libzstd-dev libisal-dev zlib1g-dev openssl)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

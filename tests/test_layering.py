@@ -24,6 +24,8 @@ LAYERS: dict[str, set[str]] = {
     "fastsync.session": {"vocabulary", "fastsync.registry", "fastsync.store"},
     "fastsync.transports": {"vocabulary", "fastsync.core", "fastsync.registry", "fastsync.store",
                             "fastsync.session"},
+    "fastsync.trust": {"vocabulary", "fastsync.core", "fastsync.registry", "fastsync.store", "fastsync.session",
+                       "fastsync.transports"},
     "fastsync.engine": {"vocabulary", "fastsync.core", "fastsync.registry", "fastsync.store",
                         "fastsync.session", "fastsync.transports"},
     "fastsync.api": {"vocabulary", "fastsync.core", "fastsync.registry", "fastsync.store",
@@ -33,7 +35,7 @@ LAYERS: dict[str, set[str]] = {
     "fastsync.offline": {"vocabulary", "fastsync.core", "fastsync.registry", "fastsync.store",
                          "fastsync.session", "fastsync.transports", "fastsync.engine"},
     "fastsync.cli": {"vocabulary", "fastsync.core", "fastsync.registry", "fastsync.store", "fastsync.session",
-                     "fastsync.transports", "fastsync.engine", "fastsync.api", "fastsync.sync",
+                     "fastsync.transports", "fastsync.trust", "fastsync.engine", "fastsync.api", "fastsync.sync",
                      "fastsync.offline"},
     "fastsync.__main__": {"fastsync.cli"},
 }

@@ -131,6 +131,7 @@ def test_destinations_that_want_compressed_layers_get_them_as_skopeo_gives_them(
         run_skopeo("copy", "-q", f"oci:{tmp_path / 'layout'}:{tag}", f"dir:{tmp_path / ('oci-' + tag)}")
     for where in ("reg", "oci"):
         ours, theirs = _manifest(tmp_path / f"{where}-f"), _manifest(tmp_path / f"{where}-s")
+        assert "layers" in ours and "layers" in theirs, (where, ours, theirs)
         assert [ly["mediaType"] for ly in ours["layers"]] == [ly["mediaType"] for ly in theirs["layers"]]
         assert all(ly["mediaType"].endswith("gzip") for ly in ours["layers"])
         for ly in ours["layers"]:

@@ -10,6 +10,7 @@ from fastsync import api
 from fastsync.cli.errors import handle_errors, with_retries
 from fastsync.cli.flags import (check_retry_times, compression_options, platform_of, retry_option, topts,
                                 transport_flags, write_stdout)
+from fastsync.cli.trust import delete_signatures, encryption_flags, make_trust, signing_flags
 from fastsync.engine.describe import go_json
 from fastsync.errors import FastsyncError, UsageError
 from fastsync.options import CopyOptions
@@ -30,7 +31,9 @@ from fastsync.options import CopyOptions
 @click.option("--dest-compress-format", type=click.Choice(["gzip", "zstd"]), help="(re)compress layers to this format")
 @click.option("--dest-compress-level", type=int, metavar="N", help="compression level (gzip 0-9, zstd 1-22)")
 @click.option("-q", "--quiet", is_flag=True, help="no progress output")
-@click.option("--remove-signatures", is_flag=True, help="do not copy signatures (fastsync copies none)")
+@click.option("--remove-signatures", is_flag=True, help="do not copy signatures from SOURCE")
+@signing_flags(identity=True)
+@encryption_flags
 @click.option("--authfile", metavar="PATH", help="auth file for both source and destination")
 @transport_flags("src-")
 @transport_flags("dest-")
@@ -39,13 +42,19 @@ from fastsync.options import CopyOptions
 def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_arch: Optional[str],
          fmt: Optional[str], preserve_digests: bool, retry_times: int, digestfile: Optional[str], quiet: bool,
          remove_signatures: bool, authfile: Optional[str], dest_compress: bool, dest_decompress: bool,
-         dest_compress_format: Optional[str], dest_compress_level: Optional[int], **kw: Any) -> None:
+         dest_compress_format: Optional[str], dest_compress_level: Optional[int], sign_by: Optional[str],
+         sigstore_key: Optional[str], sign_passphrase_file: Optional[str], sign_identity: Optional[str],
+         encryption_keys: tuple[str, ...], encrypt_layers: tuple[str, ...], decryption_keys: tuple[str, ...],
+         **kw: Any) -> None:
     """Copy an image from SOURCE to DESTINATION (transport:details names)."""
     check_retry_times(retry_times)
+    trust = make_trust(ctx, remove_signatures, sign_by, sign_identity, sign_passphrase_file, sigstore_key,
+                       encryption_keys, encrypt_layers, decryption_keys)
     if all_ and multi_arch not in (None, "all"):
         raise UsageError("--all conflicts with --multi-arch " + str(multi_arch))
     options = CopyOptions(multi_arch="all" if all_ else (multi_arch or "system"), platform=platform_of(ctx),
                           format=fmt, preserve_digests=preserve_digests, retry_times=retry_times,
+                          remove_signatures=remove_signatures, trust=trust,
                           **compression_options(dest_compress, dest_decompress, dest_compress_format,
                                                 dest_compress_level))
     src_opts, dst_opts = topts(kw, "src-", authfile), topts(kw, "dest-", authfile)
@@ -113,7 +122,9 @@ def list_tags(ctx: click.Context, repository: str, retry_times: int, **kw: Any) 
 def delete(ctx: click.Context, image: str, retry_times: int, **kw: Any) -> None:
     """Delete an image (docker://: the manifest its tag points at; oci:: the ref)."""
     opts = topts(kw, "")
-    with_retries(lambda: api.delete_image(image, opts, ctx.obj["global"]), retry_times)
+    digest = with_retries(lambda: api.delete_image(image, opts, ctx.obj["global"]), retry_times)
+    if digest is not None:
+        delete_signatures(image, digest, ctx.obj["global"])
 
 
 @click.command("manifest-digest")

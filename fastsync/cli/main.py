@@ -10,7 +10,7 @@ import click
 
 from fastsync import __version__
 from fastsync.api import backend
-from fastsync.cli import auth, images, offline, sync
+from fastsync.cli import auth, images, offline, sync, trust
 from fastsync.cli import help as help_cmds
 from fastsync.cli.errors import FastsyncGroup
 from fastsync.options import GlobalOptions
@@ -23,14 +23,16 @@ from fastsync.options import GlobalOptions
 @click.option("--command-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="abort the command after this long")
 @click.option("--tmpdir", metavar="DIR", help="directory for temporary files")
-@click.option("--insecure-policy", is_flag=True, help="accepted for skopeo compatibility (no signature policy "
-              "is enforced yet)")
+@click.option("--insecure-policy", is_flag=True, help="run without any policy check (accept every image)")
+@click.option("--policy", "policy_path", metavar="FILE", help="trust policy file (default: "
+              "$HOME/.config/containers/policy.json, then /etc/containers/policy.json)")
+@click.option("--registries.d", "registries_d", metavar="DIR", help="registries.d directory (signature storage)")
 @click.option("--override-arch", metavar="ARCH", help="use ARCH instead of the host's when choosing images")
 @click.option("--override-os", metavar="OS", help="use OS instead of the host's when choosing images")
 @click.option("--override-variant", metavar="VARIANT", help="use VARIANT when choosing images")
 @click.pass_context
 def main(ctx: click.Context, debug: bool, command_timeout: Optional[float], tmpdir: Optional[str],
-         insecure_policy: bool, override_arch: Optional[str], override_os: Optional[str],
+         insecure_policy: bool, policy_path: Optional[str], registries_d: Optional[str], override_arch: Optional[str], override_os: Optional[str],
          override_variant: Optional[str]) -> None:
     """fastsync: copy, sync and inspect container images (skopeo-compatible)."""
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr,
@@ -41,7 +43,8 @@ def main(ctx: click.Context, debug: bool, command_timeout: Optional[float], tmpd
 
     ctx.obj = {
         "global": GlobalOptions(debug=debug, command_timeout=command_timeout, tmpdir=tmpdir,
-                                insecure_policy=insecure_policy),
+                                insecure_policy=insecure_policy, policy_path=policy_path,
+                                registries_d=registries_d),
         "platform": host_platform(override_os or "", override_arch or "", override_variant or ""),
     }
 
@@ -54,6 +57,7 @@ auth.register(main)
 sync.register(main)
 offline.register(main)
 help_cmds.register(main)
+trust.register(main)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -52,6 +52,7 @@ def _store(cache: Optional[str], no_cache: bool = False) -> Any:
 def register(main: click.Group) -> None:
     from fastsync.cli.errors import handle_errors
     from fastsync.cli.flags import check_retry_times, compression_options, topts, transport_flags
+    from fastsync.cli.trust import make_trust, signing_flags
 
     @main.command()
     @click.argument("source")
@@ -64,7 +65,8 @@ def register(main: click.Group) -> None:
     @click.option("--keep-going", is_flag=True, help="do not stop at the first failed image")
     @click.option("--dry-run", is_flag=True, help="plan and report, copy nothing")
     @click.option("--preserve-digests", is_flag=True, help="fail instead of changing any digest")
-    @click.option("--remove-signatures", is_flag=True, help="do not copy signatures (none are copied)")
+    @click.option("--remove-signatures", is_flag=True, help="do not copy signatures from SOURCE images")
+    @signing_flags(identity=False)
     @click.option("-f", "--format", "fmt", type=click.Choice(["oci", "v2s2"]), help="convert manifests to this type")
     @click.option("--retry-times", type=int, default=3, show_default=True, help="retries per blob")
     @click.option("--append-suffix", default="", metavar="SUFFIX", help="append to every destination name")
@@ -92,7 +94,8 @@ def register(main: click.Group) -> None:
              digestfile: Optional[str], authfile: Optional[str], src_registry: Optional[str],
              dest_registry: Optional[str], auth_file: Optional[str], jobs: Optional[int], cache: Optional[str],
              no_cache: bool, report: Optional[str], quiet: bool, dest_compress: bool, dest_decompress: bool,
-             dest_compress_format: Optional[str], dest_compress_level: Optional[int], **kw: Any) -> None:
+             dest_compress_format: Optional[str], dest_compress_level: Optional[int], sign_by: Optional[str],
+             sigstore_key: Optional[str], sign_passphrase_file: Optional[str], **kw: Any) -> None:
         """Copy every image of SOURCE to DESTINATION (skopeo sync, plus lists and image-syncer files)."""
         from fastsync.sync.inputs import SyncRequest, sync_images
         from fastsync.sync.plan import SyncOptions
@@ -103,9 +106,10 @@ def register(main: click.Group) -> None:
         if not destination and src_kind != "image-syncer":    # its rules may name every destination
             raise UsageError("missing DESTINATION (or --dest-registry)")
         check_retry_times(retry_times)
+        trust = make_trust(ctx, remove_signatures, sign_by, None, sign_passphrase_file, sigstore_key)
         copy = CopyOptions(multi_arch="all" if all_ else "system", platform=ctx.obj["platform"], format=fmt,
                            preserve_digests=preserve_digests, remove_signatures=remove_signatures,
-                           retry_times=retry_times, blob_concurrency=64,
+                           retry_times=retry_times, blob_concurrency=64, trust=trust,
                            **compression_options(dest_compress, dest_decompress, dest_compress_format,
                                                  dest_compress_level))
         options = SyncOptions(copy, jobs=jobs, keep_going=keep_going, dry_run=dry_run)

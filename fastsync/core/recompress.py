@@ -56,8 +56,9 @@ def layer_edits(man: "Manifest", options: "CopyOptions",
     edits = {}
     for d in man.layers:
         current = actual(d)
-        if d.urls or current == wanted.format or (only_uncompressed and current is not None):
-            continue                     # foreign layers (urls) are referenced, never moved or edited
+        if d.urls or d.media_type.endswith("+encrypted") or current == wanted.format or \
+                (only_uncompressed and current is not None):
+            continue                     # foreign layers (urls) are referenced, ciphertext is opaque
         edits[d.digest] = wanted
     return edits
 

@@ -68,8 +68,9 @@ class ImageResult:
 class _Image:
     """One image being copied: its endpoints, result and the job-wide transfers it joined."""
 
-    def __init__(self, src: ImageSource, dst: ImageDestination, res: ImageResult) -> None:
+    def __init__(self, src: ImageSource, dst: ImageDestination, res: ImageResult, signed: bool = False) -> None:
         self.src, self.dst, self.res = src, dst, res
+        self.signed = signed           # signatures travel with it: its manifests are never rewritten
         self.transfers: set[Transfer[Any]] = set()
 
 
@@ -96,10 +97,15 @@ class Job:
         self.emit(Event("image-start", name))
         src = await src_ref.open_source(self.session, src_opts)
         try:
+            trust = self.options.trust      # fastsync.trust.copying.Trust: policy and signatures
+            carried = await trust.check(self.session, src_ref, src, dst_ref, self.options) if trust else None
+            src = await trust.layers(self.session, src, self.options, carried) if trust else src
             dst = await dst_ref.open_destination(self.session, dst_opts)
-            img = _Image(src, dst, res)
+            img = _Image(src, dst, res, signed=bool(trust and trust.carries_signatures(carried)))
             try:
                 final = await self._copy_top(img)
+                if trust:
+                    await trust.put_signatures(self.session, dst_ref, dst, final, carried)
                 if not res.up_to_date:
                     await dst.commit()
                 res.digest, res.media_type = final.digest, final.media_type
@@ -153,7 +159,8 @@ class Job:
         return await self._copy_single(img, child, instance=True)
 
     async def _copy_single(self, img: _Image, man: Manifest, instance: bool) -> Manifest:
-        edits = layer_edits(man, self.options, img.src.layer_compression, img.dst.capabilities.compress_layers)
+        edits = layer_edits(man, self.options, img.src.layer_compression,
+                            img.dst.capabilities.compress_layers and not img.signed)
         if edits and man.is_schema1:
             raise Unsupported("changing the layer compression of a schema 1 image is not supported")
         if edits and self.options.preserve_digests:

@@ -152,6 +152,8 @@ class Planner:
         item, copy = p.item, self.options.copy
         as_is = not (copy.format or copy.dest_compress or copy.dest_decompress or copy.dest_compress_format)
         # ask the destination while the source is read: both are a round trip or two away
+        # an image the trust policy must see (or that gets signed) is never skipped before its copy
+        as_is = as_is and not getattr(copy.trust, "needs_every_image", False)
         probe = asyncio.ensure_future(item.probe(self.session)) \
             if item.probe is not None and as_is and copy.multi_arch != "index-only" else None
         try:

@@ -98,6 +98,10 @@ class ImageSource(ABC):
     async def list_tags(self) -> list[str]:
         raise Unsupported(f"listing tags is not supported by the {self.reference.transport}: transport")
 
+    async def get_signatures(self, instance: Optional[Digest] = None) -> list[bytes]:
+        """The image's signatures as stored (or those of index instance `instance`); none by default."""
+        return []
+
     async def close(self) -> None:
         return None
 
@@ -145,6 +149,11 @@ class ImageDestination(ABC):
     @abstractmethod
     async def put_manifest(self, man: "Manifest", instance: bool = False) -> None:
         """Store a manifest; `instance` marks a child of an index (not the named/tagged one)."""
+
+    async def put_signatures(self, blobs: list[bytes], instance: Optional[Digest] = None) -> None:
+        """Store signatures (as stored, see fastsync.trust.formats) of the manifest put last, or of index
+        instance `instance`; called after put_manifest, before commit."""
+        raise Unsupported(f"storing signatures is not supported by the {self.reference.transport}: transport")
 
     async def commit(self) -> None:
         """Make the image visible (tag/ref). Called once, after every blob and manifest."""

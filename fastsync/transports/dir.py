@@ -24,6 +24,11 @@ def blob_name(digest: Digest) -> str:
     return digest.hex if digest.algorithm == "sha256" else f"{digest.algorithm}-{digest.hex}"
 
 
+def signature_name(index: int, instance: Optional[Digest]) -> str:
+    """`signature-N` (N from 1), or `HEX.signature-N` for an instance of an index (as containers/image)."""
+    return f"{instance.hex}.signature-{index + 1}" if instance else f"signature-{index + 1}"
+
+
 def manifest_name(instance: Optional[Digest]) -> str:
     return f"{blob_name(instance)}.manifest.json" if instance else "manifest.json"
 
@@ -79,6 +84,15 @@ class DirSource(ImageSource):
 
     def blob_path(self, desc: Descriptor) -> Optional[str]:
         return os.path.join(self.reference.path, blob_name(desc.digest))
+
+    async def get_signatures(self, instance: Optional[Digest] = None) -> list[bytes]:
+        out = []
+        while True:
+            try:
+                with open(os.path.join(self.reference.path, signature_name(len(out), instance)), "rb") as f:
+                    out.append(f.read())
+            except FileNotFoundError:
+                return out
 
     def blob_chunks(self, desc: Descriptor) -> AsyncIterator[bytes]:
         path = self.blob_path(desc)
@@ -139,6 +153,11 @@ class DirDestination(ImageDestination):
         async with self._writing():
             name = manifest_name(man.digest if instance else None)
             atomic_write(os.path.join(self.stage.path, name), man.raw)
+
+    async def put_signatures(self, blobs: list[bytes], instance: Optional[Digest] = None) -> None:
+        async with self._writing():
+            for i, blob in enumerate(blobs):
+                atomic_write(os.path.join(self.stage.path, signature_name(i, instance)), blob)
 
     async def commit(self) -> None:
         if self._closed:

@@ -67,13 +67,15 @@ class DockerImageReference(ImageReference):
     async def open_destination(self, session: "Session", opts: "TransportOptions") -> "DockerDestination":
         return DockerDestination(self, self.client(session, opts))
 
-    async def delete(self, session: "Session", opts: "TransportOptions") -> None:
+    async def delete(self, session: "Session", opts: "TransportOptions") -> Digest:
+        """Delete the manifest; returns its digest (its lookaside signatures go next, see the CLI)."""
         client = self.client(session, opts)
         digest = self.ref.digest or await client.head_manifest(self.ref.path, self.manifest_ref)
         if digest is None:
             from fastsync.errors import NotFound
             raise NotFound(f"deleting {self.ref}: manifest unknown")
         await client.delete_manifest(self.ref.path, digest)
+        return digest
 
 
 class DockerSource(ImageSource):

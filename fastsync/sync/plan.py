@@ -99,6 +99,9 @@ class PlannedSource(ImageSource):
     async def head_manifest(self) -> Optional[Digest]:
         return await self.inner.head_manifest()
 
+    def registry_repository(self):  # noqa: ANN201
+        return self.inner.registry_repository()
+
     def layer_compression(self, desc: Descriptor) -> Optional[str]:
         return self.inner.layer_compression(desc)
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from fastsync.manifest import Manifest
     from fastsync.options import TransportOptions
     from fastsync.reference import DockerReference
+    from fastsync.registry.client import RegistryClient
     from fastsync.session import Session
 
 CHUNK = 1 << 20
@@ -102,6 +103,11 @@ class ImageSource(ABC):
         """The image's signatures as stored (or those of index instance `instance`); none by default."""
         return []
 
+    def registry_repository(self) -> Optional[tuple["RegistryClient", str]]:
+        """(client, repository) when the image lives in a registry: for what travels beside an
+        image in its repository (sigstore attachments); None elsewhere."""
+        return None
+
     async def close(self) -> None:
         return None
 
@@ -149,6 +155,10 @@ class ImageDestination(ABC):
     @abstractmethod
     async def put_manifest(self, man: "Manifest", instance: bool = False) -> None:
         """Store a manifest; `instance` marks a child of an index (not the named/tagged one)."""
+
+    def registry_repository(self) -> Optional[tuple["RegistryClient", str]]:
+        """(client, repository) when the destination is a registry repository; None elsewhere."""
+        return None
 
     async def put_signatures(self, blobs: list[bytes], instance: Optional[Digest] = None) -> None:
         """Store signatures (as stored, see fastsync.trust.formats) of the manifest put last, or of index

@@ -96,6 +96,9 @@ class DockerSource(ImageSource):
     async def head_manifest(self) -> Optional[Digest]:
         return await self.client.head_manifest(self.repo, self.reference.manifest_ref)
 
+    def registry_repository(self) -> tuple["RegistryClient", str]:
+        return self.client, self.repo
+
     def blob_chunks(self, desc: Descriptor) -> AsyncIterator[bytes]:
         return self.client.blob_chunks(self.repo, desc)
 
@@ -114,6 +117,9 @@ class DockerDestination(ImageDestination):
     @property
     def blob_namespace(self) -> str:
         return f"docker://{self.reference.ref.registry}/{self.repo}"
+
+    def registry_repository(self) -> tuple["RegistryClient", str]:
+        return self.client, self.repo
 
     async def try_reuse_blob(self, desc: Descriptor, mount_from: Optional[DockerReference] = None) -> bool:
         if await self.client.has_blob(self.repo, desc, scopes=(f"repository:{self.repo}:pull,push",)):

@@ -101,16 +101,17 @@ class Trust:
 
     async def _read(self, session: Any, scope: Scope, src: Any, digest: Digest,
                     instance: Optional[Digest]) -> tuple[Signature, ...]:
-        inner = getattr(src, "inner", src)
         attached: list[Signature] = []
         if scope.transport == "docker" and scope.docker_reference is not None:
             config = self._config()
             blobs = await read_lookaside(session, config, scope.docker_reference, scope.identity,
                                          scope.namespaces, digest)
             if config.use_sigstore_attachments(scope.identity, scope.namespaces):
-                attached = list(await read_attachments(inner.client, inner.repo, digest))
+                where = src.registry_repository()
+                if where is not None:
+                    attached = list(await read_attachments(*where, digest))
         else:
-            blobs = await inner.get_signatures(instance)
+            blobs = await src.get_signatures(instance)
         try:
             return tuple(from_blob(b) for b in blobs) + tuple(attached)
         except FastsyncError as exc:
@@ -233,7 +234,10 @@ class Trust:
                 if not config.use_sigstore_attachments(scope.identity, scope.namespaces):
                     raise FastsyncError("writing signatures: writing sigstore attachments is disabled by "
                                         "configuration")
-                await write_attachments(dst.client, dst.repo, digest, attached)
+                where = dst.registry_repository()
+                if where is None:
+                    raise FastsyncError(f"writing signatures: {dst.reference} is not a registry repository")
+                await write_attachments(*where, digest, attached)
             if others:
                 await asyncio.to_thread(write_lookaside, config, scope.docker_reference, scope.identity,
                                         scope.namespaces, digest, [to_blob(s) for s in others])
@@ -297,9 +301,16 @@ class _Recording:
     """Reads manifests through `src` and remembers them (what `check` read, for the copy)."""
 
     def __init__(self, src: Any, read: dict) -> None:
-        self.src, self.read, self.inner = src, read, getattr(src, "inner", src)
+        self.src, self.read = src, read
+        self.reference = src.reference
 
     async def get_manifest(self, digest: Optional[Digest] = None) -> tuple[bytes, str]:
         got = await self.src.get_manifest(digest)
         self.read[digest] = got
         return got
+
+    async def get_signatures(self, instance: Optional[Digest] = None) -> list[bytes]:
+        return await self.src.get_signatures(instance)
+
+    def registry_repository(self) -> Any:
+        return self.src.registry_repository()

@@ -167,6 +167,9 @@ class CryptSource(ImageSource):
     async def head_manifest(self) -> Optional[Digest]:
         return None                       # its manifests are made here, not the source's
 
+    def registry_repository(self):  # noqa: ANN201
+        return self.inner.registry_repository()
+
     async def list_tags(self) -> list[str]:
         return await self.inner.list_tags()
 
@@ -205,6 +208,9 @@ class RememberedSource(ImageSource):
 
     async def head_manifest(self) -> Optional[Digest]:
         return await self.inner.head_manifest()
+
+    def registry_repository(self):  # noqa: ANN201
+        return self.inner.registry_repository()
 
     async def list_tags(self) -> list[str]:
         return await self.inner.list_tags()

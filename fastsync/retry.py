@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import itertools
 import random
 import time
 from typing import Awaitable, Callable, Optional, TypeVar
@@ -60,35 +61,36 @@ def next_delay(exc: BaseException, attempt: int, retry_times: int) -> Optional[f
     return retry_delay(attempt, exc.retry_after)
 
 
+def _wait_after(exc: FastsyncError, attempt: int, retry_times: int,
+                on_retry: Optional[Callable[[BaseException, float], None]]) -> float:
+    """The wait before the next attempt after `exc`; re-raises it when it must not be retried."""
+    delay = next_delay(exc, attempt, retry_times)
+    if delay is None:
+        raise exc
+    if on_retry is not None:
+        on_retry(exc, delay)
+    return delay
+
+
 async def retrying(attempt_once: Callable[[], Awaitable[T]], retry_times: int,
                    on_retry: Optional[Callable[[BaseException, float], None]] = None) -> T:
     """Run `attempt_once()`, again after each retryable failure, at most `retry_times` more times."""
-    attempt = 0
-    while True:
+    for attempt in itertools.count():
         try:
             return await attempt_once()
         except FastsyncError as exc:
-            delay = next_delay(exc, attempt, retry_times)
-            if delay is None:
-                raise
-            if on_retry is not None:
-                on_retry(exc, delay)
-        attempt += 1
+            delay = _wait_after(exc, attempt, retry_times, on_retry)
         await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def retrying_sync(attempt_once: Callable[[], T], retry_times: int,
                   on_retry: Optional[Callable[[BaseException, float], None]] = None) -> T:
     """`retrying` for a blocking call (a whole command run on its own event loop)."""
-    attempt = 0
-    while True:
+    for attempt in itertools.count():
         try:
             return attempt_once()
         except FastsyncError as exc:
-            delay = next_delay(exc, attempt, retry_times)
-            if delay is None:
-                raise
-            if on_retry is not None:
-                on_retry(exc, delay)
-        attempt += 1
+            delay = _wait_after(exc, attempt, retry_times, on_retry)
         time.sleep(delay)
+    raise AssertionError("unreachable")

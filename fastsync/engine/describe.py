@@ -8,9 +8,7 @@ from typing import Any, Optional
 import orjson
 
 from fastsync import manifest as mf
-from fastsync.errors import DigestMismatch
-from fastsync.manifest import Manifest, parse_manifest
-from fastsync.model import Descriptor
+from fastsync.manifest import Manifest
 from fastsync.model import Digest
 from fastsync.transports.base import ImageSource
 from fastsync.core.pipeline import verified
@@ -31,15 +29,6 @@ def go_time(value: Optional[str]) -> Optional[str]:
         return value
     frac = (m.group(2) or "").rstrip("0")
     return m.group(1) + (f".{frac}" if frac else "") + m.group(3)
-
-
-async def fetch_instance(src: ImageSource, d: Descriptor) -> Manifest:
-    """Instance `d` of an index, checked against its digest."""
-    raw, mt = await src.get_manifest(d.digest)
-    man = parse_manifest(raw, mt or d.media_type)
-    if man.digest != d.digest:
-        raise DigestMismatch(f"manifest {d.digest}", str(d.digest), str(man.digest))
-    return man
 
 
 async def read_blob(src: ImageSource, desc) -> bytes:
@@ -125,4 +114,4 @@ async def resolve_image(src: ImageSource, top: Manifest, platform) -> Manifest:
     """The image an inspect or single-image copy looks at: the platform's instance of an index."""
     if not top.is_index:
         return top
-    return await fetch_instance(src, mf.choose_instance(top, platform))
+    return await src.get_instance(mf.choose_instance(top, platform))

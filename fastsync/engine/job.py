@@ -16,7 +16,6 @@ from typing import Any, Callable, Optional
 from fastsync import manifest as mf
 from fastsync.core.recompress import LayerEdit, layer_edits
 from fastsync.engine.blob import CACHE, SOURCE, THERE, BlobMover, Moved
-from fastsync.engine.describe import fetch_instance
 from fastsync.engine.formats import check_preserved, index_target, target_type
 from fastsync.engine.transfers import SharedTransfers, Transfer, gather_or_cancel
 from fastsync.errors import Unsupported
@@ -130,7 +129,7 @@ class Job:
         top = parse_manifest(raw, mt)
         mode = self.options.multi_arch
         if top.is_index and mode == "system":
-            top = await fetch_instance(img.src, mf.choose_instance(top, self.options.platform or mf.host_platform()))
+            top = await img.src.get_instance(mf.choose_instance(top, self.options.platform or mf.host_platform()))
         if not top.is_index:
             return await self._copy_single(img, top, instance=False)
         target = target_type(top, img.dst, self.options)
@@ -153,7 +152,7 @@ class Job:
         return final
 
     async def _copy_child(self, img: _Image, d: Descriptor) -> Manifest:
-        child = await fetch_instance(img.src, d)
+        child = await img.src.get_instance(d)
         if child.is_index:
             raise Unsupported(f"nested index {d.digest} is not supported")
         return await self._copy_single(img, child, instance=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Awaitable, Callable, Optional
+from typing import Awaitable, Callable, Optional
 
 from fastsync import manifest as mf
 from fastsync.errors import DigestMismatch, FastsyncError
@@ -17,7 +17,7 @@ from fastsync.manifest import Manifest, parse_manifest
 from fastsync.model import Descriptor, Digest
 from fastsync.options import CopyOptions, TransportOptions
 from fastsync.session import Session
-from fastsync.transports.base import ImageDestination, ImageReference, ImageSource
+from fastsync.transports.base import ImageDestination, ImageReference, ImageSource, RememberedSource
 
 Probe = Callable[[Session], Awaitable[Optional[Digest]]]
 
@@ -80,42 +80,10 @@ class PlannedReference(ImageReference):
         return self.inner.remote_host
 
     async def open_source(self, session: Session, opts: TransportOptions) -> ImageSource:
-        return PlannedSource(await self.inner.open_source(session, opts), self.manifests)
+        return RememberedSource(await self.inner.open_source(session, opts), self.manifests)
 
     async def open_destination(self, session: Session, opts: TransportOptions) -> ImageDestination:
         return await self.inner.open_destination(session, opts)
-
-
-class PlannedSource(ImageSource):
-    def __init__(self, inner: ImageSource, manifests: dict[Optional[Digest], tuple[bytes, str]]) -> None:
-        self.inner = inner
-        self.reference = inner.reference
-        self.manifests = manifests
-
-    async def get_manifest(self, digest: Optional[Digest] = None) -> tuple[bytes, str]:
-        got = self.manifests.get(digest)
-        return got if got is not None else await self.inner.get_manifest(digest)
-
-    async def head_manifest(self) -> Optional[Digest]:
-        return await self.inner.head_manifest()
-
-    def registry_repository(self):  # noqa: ANN201
-        return self.inner.registry_repository()
-
-    def layer_compression(self, desc: Descriptor) -> Optional[str]:
-        return self.inner.layer_compression(desc)
-
-    def blob_chunks(self, desc: Descriptor) -> AsyncIterator[bytes]:
-        return self.inner.blob_chunks(desc)
-
-    def blob_path(self, desc: Descriptor) -> Optional[str]:
-        return self.inner.blob_path(desc)
-
-    async def list_tags(self) -> list[str]:
-        return await self.inner.list_tags()
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 # ---- planning -----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, AsyncIterator, ClassVar, Optional
 
 from fastsync.core.codec import detect_compression
-from fastsync.errors import Unsupported
+from fastsync.errors import DigestMismatch, Unsupported
 from fastsync.model import Descriptor, Digest, compression_of
 
 if TYPE_CHECKING:
@@ -70,6 +70,16 @@ class ImageSource(ABC):
     async def get_manifest(self, digest: Optional[Digest] = None) -> tuple[bytes, str]:
         """Raw bytes and media type of the manifest (or of instance `digest` of an index)."""
 
+    async def get_instance(self, d: Descriptor) -> "Manifest":
+        """Instance `d` of an index, parsed and checked against its digest."""
+        from fastsync.manifest import parse_manifest
+
+        raw, mt = await self.get_manifest(d.digest)
+        man = parse_manifest(raw, mt or d.media_type)
+        if man.digest != d.digest:
+            raise DigestMismatch(f"manifest {d.digest}", str(d.digest), str(man.digest))
+        return man
+
     @abstractmethod
     def blob_chunks(self, desc: Descriptor) -> AsyncIterator[bytes]:
         """The blob's bytes as they come, unverified (the copy engine verifies)."""
@@ -110,6 +120,54 @@ class ImageSource(ABC):
 
     async def close(self) -> None:
         return None
+
+
+class ForwardingSource(ImageSource):
+    """A source that answers as `inner` does; subclasses change what they must."""
+
+    def __init__(self, inner: ImageSource) -> None:
+        self.inner = inner
+        self.reference = inner.reference
+
+    async def get_manifest(self, digest: Optional[Digest] = None) -> tuple[bytes, str]:
+        return await self.inner.get_manifest(digest)
+
+    async def head_manifest(self) -> Optional[Digest]:
+        return await self.inner.head_manifest()
+
+    def blob_chunks(self, desc: Descriptor) -> AsyncIterator[bytes]:
+        return self.inner.blob_chunks(desc)
+
+    def blob_path(self, desc: Descriptor) -> Optional[str]:
+        return self.inner.blob_path(desc)
+
+    def layer_compression(self, desc: Descriptor) -> Optional[str]:
+        return self.inner.layer_compression(desc)
+
+    def registry_repository(self) -> Optional[tuple["RegistryClient", str]]:
+        return self.inner.registry_repository()
+
+    async def list_tags(self) -> list[str]:
+        return await self.inner.list_tags()
+
+    async def get_signatures(self, instance: Optional[Digest] = None) -> list[bytes]:
+        return await self.inner.get_signatures(instance)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class RememberedSource(ForwardingSource):
+    """A source whose manifests were read already (by the sync planner, the policy check): served
+    from memory (None: the top one); everything else comes from the source itself."""
+
+    def __init__(self, inner: ImageSource, manifests: dict[Optional[Digest], tuple[bytes, str]]) -> None:
+        super().__init__(inner)
+        self.manifests = manifests
+
+    async def get_manifest(self, digest: Optional[Digest] = None) -> tuple[bytes, str]:
+        got = self.manifests.get(digest)
+        return got if got is not None else await self.inner.get_manifest(digest)
 
 
 @dataclass(frozen=True)

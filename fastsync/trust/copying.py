@@ -15,9 +15,10 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from fastsync.errors import DigestMismatch, FastsyncError, Unsupported
+from fastsync.errors import FastsyncError, Unsupported
 from fastsync.manifest import Manifest, choose_instance, host_platform, manifest_digest, parse_manifest, target_type_for
 from fastsync.model import Digest
+from fastsync.transports.base import ForwardingSource, RememberedSource
 from fastsync.trust import payload as pl
 from fastsync.trust import registries_d, sigstore
 from fastsync.trust.evaluate import Scope, check_image, scope_of
@@ -84,7 +85,7 @@ class Trust:
     async def layers(self, session: Any, src: Any, options: Any, carried: Optional[Carried] = None) -> Any:
         """`src` as the copy should read it (called after `check`): the manifests `check` read are
         served again without a second request, and layers are encrypted or decrypted on the way."""
-        from fastsync.trust.layers import CryptSource, RememberedSource
+        from fastsync.trust.layers import CryptSource
 
         if carried is not None and carried.manifests:
             src = RememberedSource(src, carried.manifests)
@@ -189,12 +190,12 @@ class Trust:
         scope = scope_of(src_ref)
         mode = getattr(options, "multi_arch", "system")
         if top.is_index and mode == "system":
-            child = await _instance(src, choose_instance(top, getattr(options, "platform", None) or host_platform()))
+            child = await src.get_instance(choose_instance(top, getattr(options, "platform", None) or host_platform()))
             return Carried(child.digest, await self._checked(session, scope, src, child, child.digest))
         if top.is_index and mode == "all":
             instances = {}
             for i, d in enumerate(top.manifests):
-                child = await _instance(src, d)
+                child = await src.get_instance(d)
                 try:
                     instances[d.digest] = await self._checked(session, scope, src, child, d.digest)
                 except PolicyRejected as exc:
@@ -289,28 +290,14 @@ def check_gpg_key(key: str) -> None:
         raise FastsyncError(f"creating signature: signing: no secret key {key} in the GPG keyring")
 
 
-async def _instance(src: Any, d: Any) -> Manifest:
-    raw, mt = await src.get_manifest(d.digest)
-    man = parse_manifest(raw, mt or d.media_type)
-    if man.digest != d.digest:
-        raise DigestMismatch(f"manifest {d.digest}", str(d.digest), str(man.digest))
-    return man
-
-
-class _Recording:
+class _Recording(ForwardingSource):
     """Reads manifests through `src` and remembers them (what `check` read, for the copy)."""
 
     def __init__(self, src: Any, read: dict) -> None:
-        self.src, self.read = src, read
-        self.reference = src.reference
+        super().__init__(src)
+        self.read = read
 
     async def get_manifest(self, digest: Optional[Digest] = None) -> tuple[bytes, str]:
-        got = await self.src.get_manifest(digest)
+        got = await self.inner.get_manifest(digest)
         self.read[digest] = got
         return got
-
-    async def get_signatures(self, instance: Optional[Digest] = None) -> list[bytes]:
-        return await self.src.get_signatures(instance)
-
-    def registry_repository(self) -> Any:
-        return self.src.registry_repository()

@@ -17,7 +17,7 @@ from fastsync import model as m
 from fastsync.errors import DigestMismatch, Unsupported
 from fastsync.manifest import Manifest, parse_manifest
 from fastsync.model import Descriptor, Digest
-from fastsync.transports.base import ImageSource, file_chunks
+from fastsync.transports.base import ForwardingSource, ImageSource, file_chunks
 from fastsync.trust.encryption import (ENC_PREFIX, ENCRYPTED, DecryptConfig, EncryptConfig, EncryptionError, annotations_for,
                          new_layer_key, open_layer)
 
@@ -26,11 +26,10 @@ def _is_encrypted(desc: Descriptor) -> bool:
     return desc.media_type.endswith(ENCRYPTED)
 
 
-class CryptSource(ImageSource):
+class CryptSource(ForwardingSource):
     def __init__(self, inner: ImageSource, encrypt: Optional[EncryptConfig], decrypt: Optional[DecryptConfig],
                  multi_arch: str, platform: Any, tmpdir: Optional[str]) -> None:
-        self.inner = inner
-        self.reference = inner.reference
+        super().__init__(inner)
         self.encrypt, self.decrypt = encrypt, decrypt
         self.multi_arch, self.platform = multi_arch, platform
         self.dir = tempfile.mkdtemp(prefix="fastsync-crypt-", dir=tmpdir)
@@ -46,24 +45,17 @@ class CryptSource(ImageSource):
             self.manifests[None] = (new.raw, new.media_type)
             return
         if self.multi_arch == "system":
-            child = await self._instance(mf.choose_instance(top, self.platform or mf.host_platform()))
+            child = await self.inner.get_instance(mf.choose_instance(top, self.platform or mf.host_platform()))
             new = await self._image(child)
             self.manifests[None] = (new.raw, new.media_type)    # the chosen image, as the copy would pick it
             return
         changed = {}
         for d in top.manifests:
-            new = await self._image(await self._instance(d))
+            new = await self._image(await self.inner.get_instance(d))
             self.manifests[new.digest] = (new.raw, new.media_type)
             changed[d.digest] = new.descriptor()
         index = mf.rewrite_index(top, changed, m.OCI_INDEX if self.encrypt else top.media_type)
         self.manifests[None] = (index.raw, index.media_type)
-
-    async def _instance(self, d: Descriptor) -> Manifest:
-        raw, mt = await self.inner.get_manifest(d.digest)
-        man = parse_manifest(raw, mt or d.media_type)
-        if man.digest != d.digest:
-            raise DigestMismatch(f"manifest {d.digest}", str(d.digest), str(man.digest))
-        return man
 
     def _chosen(self, man: Manifest) -> set[int]:
         n = len(man.layers)
@@ -167,14 +159,6 @@ class CryptSource(ImageSource):
     async def head_manifest(self) -> Optional[Digest]:
         return None                       # its manifests are made here, not the source's
 
-    def registry_repository(self):  # noqa: ANN201
-        return self.inner.registry_repository()
-
-    async def list_tags(self) -> list[str]:
-        return await self.inner.list_tags()
-
-    async def get_signatures(self, instance: Optional[Digest] = None) -> list[bytes]:
-        return await self.inner.get_signatures(instance)
 
     async def close(self) -> None:
         try:
@@ -184,39 +168,3 @@ class CryptSource(ImageSource):
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
             await self.inner.close()
-
-
-class RememberedSource(ImageSource):
-    """A source whose manifests were read already (by the policy check): served from memory; blobs,
-    tags and signatures come from the source itself."""
-
-    def __init__(self, inner: ImageSource, manifests: dict[Optional[Digest], tuple[bytes, str]]) -> None:
-        self.inner, self.reference, self.manifests = inner, inner.reference, manifests
-
-    async def get_manifest(self, digest: Optional[Digest] = None) -> tuple[bytes, str]:
-        got = self.manifests.get(digest)
-        return got if got is not None else await self.inner.get_manifest(digest)
-
-    def blob_chunks(self, desc: Descriptor) -> AsyncIterator[bytes]:
-        return self.inner.blob_chunks(desc)
-
-    def blob_path(self, desc: Descriptor) -> Optional[str]:
-        return self.inner.blob_path(desc)
-
-    def layer_compression(self, desc: Descriptor) -> Optional[str]:
-        return self.inner.layer_compression(desc)
-
-    async def head_manifest(self) -> Optional[Digest]:
-        return await self.inner.head_manifest()
-
-    def registry_repository(self):  # noqa: ANN201
-        return self.inner.registry_repository()
-
-    async def list_tags(self) -> list[str]:
-        return await self.inner.list_tags()
-
-    async def get_signatures(self, instance: Optional[Digest] = None) -> list[bytes]:
-        return await self.inner.get_signatures(instance)
-
-    async def close(self) -> None:
-        await self.inner.close()

@@ -43,7 +43,7 @@ def inspect_image(name: Ref, opts: TransportOptions = TransportOptions(), raw: b
     async def go(session: Session) -> Union[bytes, dict[str, Any]]:
         src = await ref.open_source(session, opts)
         try:
-            raw_top, mt = await src.get_manifest()
+            raw_top, mt = await src.inspect_manifest()
             if raw and not config:
                 return raw_top
             top = parse_manifest(raw_top, mt)

@@ -58,8 +58,10 @@ def register(main: click.Group) -> None:
     @click.argument("source")
     @click.argument("destination", required=False)
     @click.option("-s", "--src", "src_kind", required=True, metavar="KIND",
-                  help="SOURCE kind: docker, dir, yaml, list, image-syncer, registry-storage, docker-daemon")
-    @click.option("-d", "--dest", "dest_kind", required=True, metavar="KIND", help="DESTINATION kind: docker, dir, registry-storage, docker-daemon")
+                  help="SOURCE kind: docker, dir, yaml, list, image-syncer, registry-storage, docker-daemon, "
+                       "containers-storage")
+    @click.option("-d", "--dest", "dest_kind", required=True, metavar="KIND", help="DESTINATION kind: docker, dir, registry-storage, docker-daemon, "
+                                                                                       "containers-storage")
     @click.option("--scoped", is_flag=True, help="prefix destinations with the full source image path")
     @click.option("-a", "--all", "all_", is_flag=True, help="copy every image of a list/index")
     @click.option("--keep-going", is_flag=True, help="do not stop at the first failed image")

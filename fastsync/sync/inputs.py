@@ -44,12 +44,14 @@ SOURCE_KINDS: dict[str, str] = {
     "image-syncer": "fastsync.sync.config:image_syncer_source",
     "registry-storage": "fastsync.sync.storage_kinds:SYNC_SOURCE",
     "docker-daemon": "fastsync.sync.daemon_kinds:SYNC_SOURCE",
+    "containers-storage": "fastsync.sync.cstorage_kinds:SYNC_SOURCE",
 }
 DEST_KINDS: dict[str, str] = {
     "docker": "fastsync.sync.inputs:DOCKER_DEST",
     "dir": "fastsync.sync.inputs:DIR_DEST",
     "registry-storage": "fastsync.sync.storage_kinds:SYNC_DEST",
     "docker-daemon": "fastsync.sync.daemon_kinds:SYNC_DEST",
+    "containers-storage": "fastsync.sync.cstorage_kinds:SYNC_DEST",
 }
 
 

@@ -30,6 +30,7 @@ TRANSPORTS = {
     "docker-archive": "fastsync.transports.archive.docker:DockerArchiveReference",
     "docker-daemon": "fastsync.transports.daemon:DaemonImageReference",
     "sif": "fastsync.transports.sif:SifImageReference",
+    "containers-storage": "fastsync.transports.cstorage:StorageReference",
 }
 
 

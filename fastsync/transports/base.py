@@ -70,6 +70,11 @@ class ImageSource(ABC):
     async def get_manifest(self, digest: Optional[Digest] = None) -> tuple[bytes, str]:
         """Raw bytes and media type of the manifest (or of instance `digest` of an index)."""
 
+    async def inspect_manifest(self) -> tuple[bytes, str]:
+        """The top manifest as `inspect` shows it: the one the copy gets, unless the transport serves
+        a rewritten one (containers-storage serves its layers rebuilt, and shows the stored manifest)."""
+        return await self.get_manifest()
+
     async def get_instance(self, d: Descriptor) -> "Manifest":
         """Instance `d` of an index, parsed and checked against its digest."""
         from fastsync.manifest import parse_manifest
@@ -134,6 +139,9 @@ class ForwardingSource(ImageSource):
 
     async def head_manifest(self) -> Optional[Digest]:
         return await self.inner.head_manifest()
+
+    async def inspect_manifest(self) -> tuple[bytes, str]:
+        return await self.inner.inspect_manifest()
 
     def blob_chunks(self, desc: Descriptor) -> AsyncIterator[bytes]:
         return self.inner.blob_chunks(desc)

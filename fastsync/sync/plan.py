@@ -79,6 +79,10 @@ class PlannedReference(ImageReference):
     def remote_host(self) -> Optional[str]:
         return self.inner.remote_host
 
+    @property
+    def local_path(self) -> Optional[str]:
+        return self.inner.local_path
+
     async def open_source(self, session: Session, opts: TransportOptions) -> ImageSource:
         return RememberedSource(await self.inner.open_source(session, opts), self.manifests)
 

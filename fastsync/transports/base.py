@@ -45,6 +45,11 @@ class ImageReference(ABC):
         return f"{self.transport}:{self.details}"
 
     @property
+    def local_path(self) -> Optional[str]:
+        """The file or directory a local image lives in (what a trust policy's path scopes match)."""
+        return None
+
+    @property
     def remote_host(self) -> Optional[str]:
         """The network host this image lives on (concurrency is limited per host); None when local."""
         return None

@@ -46,6 +46,10 @@ class DirImageReference(ImageReference):
         return cls(details)
 
     @property
+    def local_path(self) -> str:
+        return self.path
+
+    @property
     def details(self) -> str:
         return self.path
 

@@ -46,6 +46,10 @@ class PathRefReference(ImageReference):
         return cls(path, ref)
 
     @property
+    def local_path(self) -> str:
+        return self.path
+
+    @property
     def details(self) -> str:
         return f"{self.path}:{self.ref}" if self.ref else self.path
 

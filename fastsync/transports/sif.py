@@ -168,6 +168,10 @@ class SifImageReference(ImageReference):
         return cls(details)
 
     @property
+    def local_path(self) -> str:
+        return self.path
+
+    @property
     def details(self) -> str:
         return self.path
 

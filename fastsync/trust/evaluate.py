@@ -68,14 +68,13 @@ def docker_namespaces(ref: DockerReference) -> tuple[str, ...]:
 
 
 def scope_of(ref: Any) -> Scope:
-    """The policy scope of a fastsync ImageReference (a wrapper's `inner` reference is looked through)."""
-    inner = getattr(ref, "inner", ref)
-    transport = inner.transport
-    dref = inner.docker_reference
-    name = f"{transport}:{inner.details}"
+    """The policy scope of a fastsync ImageReference."""
+    transport = ref.transport
+    dref = ref.docker_reference
+    name = f"{transport}:{ref.details}"
     if transport == "docker" and dref is not None:
         return Scope(transport, docker_identity(dref), docker_namespaces(dref), dref, f"docker://{dref.familiar}")
-    path = getattr(inner, "path", None)
+    path = ref.local_path
     if transport in PATH_TRANSPORTS and path:
         resolved = _resolved(path)
         return Scope(transport, resolved, _path_namespaces(resolved, transport != "dir"), dref, name)

@@ -64,6 +64,10 @@ class DockerArchiveReference(ImageReference):
         return cls(path, ref)
 
     @property
+    def local_path(self) -> str:
+        return self.path
+
+    @property
     def details(self) -> str:
         if self.ref is not None:
             return f"{self.path}:{self.ref}"

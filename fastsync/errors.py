@@ -8,6 +8,7 @@ class FastsyncError(Exception):
     exit_code = 1
     retryable = False                     # transient: the same request may well succeed if repeated
     retry_after: "float | None" = None    # seconds the server asked us to wait (Retry-After)
+    exhausted = False                     # a retry loop already gave up on it: outer loops do not retry
 
     def __str__(self) -> str:
         msg = super().__str__()
@@ -29,12 +30,15 @@ class ManifestError(FastsyncError):
 
 
 class DigestMismatch(FastsyncError):
-    """Content did not hash to the digest (or size) that described it."""
+    """Content did not hash to the digest (or size) that described it. `transient`: the bytes were
+    downloaded (a proxy or CDN may have damaged them), so fetching them again from the start may
+    well succeed; a local file or a registry's own verification is not transient."""
 
-    def __init__(self, what: str, expected: str, actual: str) -> None:
+    def __init__(self, what: str, expected: str, actual: str, transient: bool = False) -> None:
         super().__init__(f"digest mismatch for {what}: expected {expected}, got {actual}")
         self.expected = expected
         self.actual = actual
+        self.retryable = transient
 
 
 class NotFound(FastsyncError):
@@ -62,6 +66,15 @@ class NetworkError(FastsyncError):
     """The connection failed (refused, reset, DNS, TLS)."""
 
     retryable = True
+
+
+class TooLarge(FastsyncError):
+    """A manifest, config, signature or token answer bigger than its cap (a registry, or someone
+    between, could make the client buffer anything)."""
+
+
+class DiskFull(FastsyncError):
+    """ENOSPC/EDQUOT while writing: says the path and whether it is the cache or the destination."""
 
 
 class PlatformNotFound(FastsyncError):

@@ -51,6 +51,17 @@ class CopyOptions:
 
 
 @dataclass(frozen=True)
+class NetworkOptions:
+    """How requests to registries are retried and timed out (--retry-times, --retry-deadline,
+    --connect-timeout, --read-idle-timeout)."""
+
+    retry_times: int = 0              # retries of one request after a transient failure
+    retry_deadline: float = 600.0     # seconds: no retry starts later than this after the first attempt
+    connect_timeout: float = 30.0     # seconds to open a connection (TCP and TLS)
+    read_idle_timeout: float = 30.0   # seconds a response may deliver nothing before it is abandoned
+
+
+@dataclass(frozen=True)
 class GlobalOptions:
     """Process-wide settings (skopeo's global flags)."""
 
@@ -60,3 +71,4 @@ class GlobalOptions:
     insecure_policy: bool = False
     user_agent: str = "fastsync"
     connections_per_host: int = 16
+    network: NetworkOptions = NetworkOptions()

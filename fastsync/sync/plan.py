@@ -91,6 +91,7 @@ class PlannedSource(ImageSource):
         self.inner = inner
         self.reference = inner.reference
         self.manifests = manifests
+        self.downloads = inner.downloads
 
     async def get_manifest(self, digest: Optional[Digest] = None) -> tuple[bytes, str]:
         got = self.manifests.get(digest)

@@ -65,7 +65,7 @@ class ImageSource(ABC):
     reference: ImageReference
     # blob bytes come over a network: a digest or size mismatch of blob_chunks may be damage on the
     # way, and fetching the blob again from the start may well succeed
-    downloads: ClassVar[bool] = False
+    downloads: bool = False
 
     @abstractmethod
     async def get_manifest(self, digest: Optional[Digest] = None) -> tuple[bytes, str]:

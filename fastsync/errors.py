@@ -1,6 +1,8 @@
 """One error hierarchy. Each error carries its exit code and renders as one line."""
 from __future__ import annotations
 
+import errno
+
 
 class FastsyncError(Exception):
     """Base of every error fastsync raises on purpose; `str(err)` is the one-line message."""
@@ -73,8 +75,25 @@ class TooLarge(FastsyncError):
     between, could make the client buffer anything)."""
 
 
+class UnsafeInput(FastsyncError):
+    """A local layout holds something fastsync refuses to read as a blob or manifest: a symlink
+    leaving the layout, a device, a FIFO, a socket."""
+
+
 class DiskFull(FastsyncError):
     """ENOSPC/EDQUOT while writing: says the path and whether it is the cache or the destination."""
+
+
+def no_space(exc: BaseException) -> bool:
+    """A write failed because the file system (or the user's quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(exc: OSError, where: str, path: "str | None" = None) -> DiskFull:
+    """The DiskFull for `exc`: `where` is "the cache ROOT" or "the destination NAME"."""
+    path = path or exc.filename
+    return DiskFull(f"{where} is full: {exc.strerror or 'no space left on device'}"
+                    + (f" (writing {path})" if path else ""))
 
 
 class PlatformNotFound(FastsyncError):

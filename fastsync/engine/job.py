@@ -19,7 +19,7 @@ from fastsync.engine.blob import CACHE, SOURCE, THERE, BlobMover, Moved
 from fastsync.engine.describe import fetch_instance
 from fastsync.engine.formats import check_preserved, index_target, target_type
 from fastsync.engine.transfers import SharedTransfers, Transfer, gather_or_cancel
-from fastsync.errors import Unsupported
+from fastsync.errors import Unsupported, disk_full, no_space
 from fastsync.manifest import Manifest, parse_manifest
 from fastsync.model import Descriptor, Digest
 from fastsync.options import CopyOptions, TransportOptions
@@ -94,6 +94,20 @@ class Job:
         t0 = time.monotonic()
         name = f"{src_ref} -> {dst_ref}"
         self.emit(Event("image-start", name))
+        try:
+            await self._copy(src_ref, dst_ref, src_opts, dst_opts, res)
+        except OSError as exc:
+            if not no_space(exc):
+                raise
+            # the cache says so itself (DiskFull): a full disk here is the destination's
+            raise disk_full(exc, f"the destination {dst_ref}") from None
+        res.seconds = time.monotonic() - t0
+        self.emit(Event("image-skipped" if res.up_to_date else "image-done", name, str(res.digest),
+                        res.bytes_copied))
+        return res
+
+    async def _copy(self, src_ref: ImageReference, dst_ref: ImageReference, src_opts: TransportOptions,
+                    dst_opts: TransportOptions, res: ImageResult) -> None:
         src = await src_ref.open_source(self.session, src_opts)
         try:
             dst = await dst_ref.open_destination(self.session, dst_opts)
@@ -112,10 +126,6 @@ class Job:
                 await dst.close()
         finally:
             await src.close()
-        res.seconds = time.monotonic() - t0
-        self.emit(Event("image-skipped" if res.up_to_date else "image-done", name, str(res.digest),
-                        res.bytes_copied))
-        return res
 
     # ---- manifests ----------------------------------------------------------------------------
 

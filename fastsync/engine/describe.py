@@ -8,7 +8,8 @@ from typing import Any, Optional
 import orjson
 
 from fastsync import manifest as mf
-from fastsync.errors import DigestMismatch
+from fastsync.errors import DigestMismatch, TooLarge
+from fastsync.registry.limits import MAX_CONFIG, size_text
 from fastsync.manifest import Manifest, parse_manifest
 from fastsync.model import Descriptor
 from fastsync.model import Digest
@@ -42,10 +43,16 @@ async def fetch_instance(src: ImageSource, d: Descriptor) -> Manifest:
     return man
 
 
-async def read_blob(src: ImageSource, desc) -> bytes:
+async def read_blob(src: ImageSource, desc: Descriptor, limit: int = MAX_CONFIG) -> bytes:
+    """A small blob (an image config) in memory, verified; refused beyond `limit` bytes."""
+    what = f"blob {desc.digest}"
+    if desc.size > limit:
+        raise TooLarge(f"{what}: {desc.size} bytes, more than the {size_text(limit)} allowed for a config")
     out = bytearray()
-    async for chunk in verified(src.blob_chunks(desc), desc, f"blob {desc.digest}"):
+    async for chunk in verified(src.blob_chunks(desc), desc, what, transient=src.downloads):
         out += chunk
+        if len(out) > limit:
+            raise TooLarge(f"{what}: more than the {size_text(limit)} allowed for a config")
     return bytes(out)
 
 

@@ -103,9 +103,11 @@ class RegistryClient:
                         log.debug("GET %s -> %d", url, resp.status)
                         if resp.status == 401:
                             self._challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
-                        elif resp.status >= 500 or resp.status == 404:
-                            raise RegistryError(f"pinging container registry {self.host}: unexpected status "
+                        elif resp.status >= 500 or resp.status in (404, 408, 425, 429):
+                            exc = RegistryError(f"pinging container registry {self.host}: unexpected status "
                                                 f"{resp.status}", resp.status)
+                            exc.retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                            raise exc
                     self.base = f"{scheme}://{self.host}"
                     return self.base
                 except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:

@@ -1,6 +1,6 @@
 """Caps on what the client buffers from a registry, and reading a body within one.
 
-The caps are containers/image's (pkg/iolimits): a registry, or anyone between it and us, could
+The caps follow containers/image (pkg/iolimits): a registry, or anyone between it and us, could
 otherwise make the client hold anything in memory. A body is refused as soon as it passes its cap,
 whether or not the server sent a Content-Length.
 """
@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 MiB = 1 << 20
 MAX_MANIFEST = 4 * MiB        # a manifest or index
 MAX_CONFIG = 4 * MiB          # an image config read for inspect
-MAX_SIGNATURE = 4 * MiB       # one signature, or a list of them
 MAX_TOKEN = 1 * MiB           # a token server's answer
 MAX_ERROR = 1 * MiB           # an error answer (only its start is shown)
 MAX_TAG_LIST = 16 * MiB       # one page of a tag list (hundreds of thousands of tags)

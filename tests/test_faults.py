@@ -21,7 +21,6 @@ from support.registry import Registry
 
 IMAGE = images.make_image(901, layers=2, layer_size=300_000)
 REPO, TAG = "faults/app", "v1"
-FAST = ("--retry-times", "3", "--read-idle-timeout", "2")
 
 # every kind of transient fault, as injected on the first attempt of each request
 TRANSIENT = {
@@ -59,8 +58,14 @@ def dst_proxy(fresh_registry: Registry) -> Iterator[FaultProxy]:
         yield proxy
 
 
-def copy(src: FaultProxy, dest: str, *extra: str) -> "object":
-    return fastsync("copy", "-q", *FAST, "--src-tls-verify=false", "--dest-tls-verify=false", *extra,
+def fast(name: str = "") -> tuple[str, ...]:
+    """Retries, and an idle timeout short enough for a stall to cost seconds (an unanswered upload
+    waits 10x as long)."""
+    return ("--retry-times", "3", "--read-idle-timeout", "0.5" if name == "stall" else "2")
+
+
+def copy(src: FaultProxy, dest: str, *extra: str, name: str = "") -> "object":
+    return fastsync("copy", "-q", *fast(name), "--src-tls-verify=false", "--dest-tls-verify=false", *extra,
                     f"docker://{src.host}/{REPO}:{TAG}", dest)
 
 
@@ -72,7 +77,7 @@ def test_a_fault_on_the_first_attempt_of_every_request_is_survived(name: str, sr
     HEAD/GET, upload POST/PUT, mounts) fails once."""
     src_proxy.add(TRANSIENT[name])
     dst_proxy.add(TRANSIENT[name])
-    ok(copy(src_proxy, f"docker://{dst_proxy.host}/{REPO}:{TAG}"))
+    ok(copy(src_proxy, f"docker://{dst_proxy.host}/{REPO}:{TAG}", name=name))
     registry_holds(fresh_registry, REPO, TAG, IMAGE)
     kinds = {k for k, _, _ in src_proxy.hits + dst_proxy.hits}
     assert kinds == {TRANSIENT[name].kind}
@@ -85,7 +90,7 @@ def test_a_fault_on_every_first_attempt_into_dir_with_a_cache(name: str, src_pro
                                                              tmp_path: Path) -> None:
     src_proxy.add(TRANSIENT[name])
     out = tmp_path / "out"
-    ok(fastsync("sync", "-q", *FAST, "--cache", str(tmp_path / "cache"), "--src", "docker", "--dest", "dir",
+    ok(fastsync("sync", "-q", *fast(name), "--cache", str(tmp_path / "cache"), "--src", "docker", "--dest", "dir",
                 "--src-tls-verify=false", f"{src_proxy.host}/{REPO}:{TAG}", str(out)))
     dir_holds(out / f"app:{TAG}", IMAGE)
     assert cache_is_sound(tmp_path / "cache") == len(IMAGE.all_blobs())
@@ -101,6 +106,16 @@ def test_a_stalled_source_is_abandoned_within_the_idle_timeout(src_proxy: FaultP
     dir_holds(tmp_path / "out", IMAGE)
     assert len(src_proxy.hits) == len(IMAGE.all_blobs())
     assert took < 15, took                 # each stalled body given up after ~1 s, not 300 s
+
+
+def test_an_unanswered_upload_is_abandoned_and_the_blob_sent_again(src_proxy: FaultProxy, dst_proxy: FaultProxy,
+                                                                   fresh_registry: Registry) -> None:
+    dst_proxy.add(Fault("stall", "upload-put", stall=60))
+    t0 = time.monotonic()
+    ok(copy(src_proxy, f"docker://{dst_proxy.host}/{REPO}:{TAG}", "--read-idle-timeout", "0.5"))
+    assert time.monotonic() - t0 < 20                   # 10 x 0.5 s for the answer, then again
+    registry_holds(fresh_registry, REPO, TAG, IMAGE)
+    assert len(dst_proxy.hits) == len(IMAGE.all_blobs())
 
 
 def test_a_slow_but_live_source_is_not_abandoned(src_proxy: FaultProxy, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ FAULTS = {
     "corrupt": Fault("corrupt", "any"),
     "stall": Fault("stall", "any"),
     "503": Fault("status", "any", status=503),
-    "429": Fault("status", "any", status=429, retry_after="1"),
+    "429": Fault("status", "any", status=429, retry_after="0"),
 }
 
 
@@ -52,6 +52,7 @@ def proxies(source: Registry, fresh_registry: Registry) -> Iterator[tuple[FaultP
 
 
 def sync_list(src: FaultProxy, dst: FaultProxy, tmp_path: Path, *extra: str) -> "object":
+    """Sync the three images by list, with the cache (`extra` flags win over FAST)."""
     lst = tmp_path / "list.txt"
     lst.write_text("".join(f"{n}\n" for n in IMAGES))
     return fastsync("sync", "-q", *FAST, *extra, "--cache", str(tmp_path / "cache"), "--src", "list",
@@ -65,7 +66,7 @@ def test_sync_survives_a_fault_on_the_first_attempt_of_every_request(name: str, 
     src, dst = proxies
     src.add(FAULTS[name])
     dst.add(FAULTS[name])
-    ok(sync_list(src, dst, tmp_path))
+    ok(sync_list(src, dst, tmp_path, *(("--read-idle-timeout", "0.5") if name == "stall" else ())))
     for n, image in IMAGES.items():
         repo, tag = n.split(":")
         registry_holds(fresh_registry, f"mirror/{repo}", tag, image)

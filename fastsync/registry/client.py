@@ -27,7 +27,7 @@ ACCEPT = ", ".join(m.MANIFEST_ACCEPT)
 CHUNK = 1 << 20
 log = logging.getLogger("fastsync")
 MAX_RESUMES = 20                   # Range resumptions of one blob stream before giving up
-UPLOAD_ANSWER_SECONDS = 600.0      # a registry may take long to answer a big blob's final PUT
+UPLOAD_ANSWER_IDLE = 10           # a registry may take long to answer a big blob's final PUT: 10x the idle timeout
 T = TypeVar("T")
 
 
@@ -374,13 +374,13 @@ class RegistryClient:
             pass
 
     def _upload_timeout(self) -> "aiohttp.ClientTimeout":
-        """The session's timeouts, but a long wait for the answer once a blob's body is sent (the
-        registry hashes and stores it first)."""
+        """The session's timeouts, but a longer wait (10 x --read-idle-timeout) for the answer once a
+        blob's body is sent: the registry hashes and stores it first."""
         import aiohttp
 
         return aiohttp.ClientTimeout(total=None, connect=None,
                                      sock_connect=self.net.connect_timeout,
-                                     sock_read=max(self.net.read_idle_timeout, UPLOAD_ANSWER_SECONDS))
+                                     sock_read=self.net.read_idle_timeout * UPLOAD_ANSWER_IDLE)
 
     # ---- tags ---------------------------------------------------------------------------------
 

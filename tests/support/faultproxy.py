@@ -6,7 +6,7 @@ Public API
     ``kind``: "reset" (the connection is dropped without an answer, after the request body was
     read), "truncate" (headers and half the body, then the connection is dropped), "corrupt" (one
     byte of the body flipped; blob and manifest GETs only), "stall" (headers and half the body, then nothing for
-    ``stall`` seconds), "slow" (the whole body at ``rate`` bytes/s, in small pieces: a live but
+    ``stall`` seconds; a PUT, PATCH or POST: never answered), "slow" (the whole body at ``rate`` bytes/s, in small pieces: a live but
     slow link), "status" (an error answer with ``status``, and ``Retry-After: retry_after`` on a
     429 or 503; not forwarded).
     ``on``: the kind of request, see ``request_kind``: "ping" (GET /v2/), "blob-get", "blob-head", "upload-start"
@@ -146,6 +146,10 @@ class FaultProxy(_HTTPServer):
             assert self._session is not None
             body = await request.read()
             fault = self._fault_for(request.method, request.path_qs)
+            if fault is not None and fault.kind == "stall" and request.method in ("PUT", "PATCH", "POST"):
+                self._record(request.method, request.path_qs, 0)
+                await self._hold(request, fault.stall)       # never answered (nor forwarded)
+                return web.Response(status=500)
             if fault is not None and fault.kind == "reset":
                 self._record(request.method, request.path_qs, 0)
                 if request.transport is not None:
@@ -191,6 +195,18 @@ class FaultProxy(_HTTPServer):
         await resp.write_eof()
         return resp
 
+    @staticmethod
+    async def _hold(request: web.Request, seconds: float) -> None:
+        """Send nothing more until the client gives up (or `seconds` pass), then drop the connection."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + seconds
+        try:
+            while loop.time() < until and request.transport is not None and not request.transport.is_closing():
+                await asyncio.sleep(0.05)
+        finally:
+            if request.transport is not None:
+                request.transport.abort()
+
     async def _faulty(self, request: web.Request, fault: Fault, status: int, headers: list,
                       data: bytes) -> web.StreamResponse:
         half = data[: len(data) // 2]
@@ -207,13 +223,6 @@ class FaultProxy(_HTTPServer):
             resp.content_length = len(data)
             await resp.prepare(request)
             await resp.write(half)
-            loop = asyncio.get_running_loop()
-            until = loop.time() + fault.stall
-            try:                             # nothing more, until the client gives up (or `stall` passes)
-                while loop.time() < until and request.transport is not None and not request.transport.is_closing():
-                    await asyncio.sleep(0.05)
-            finally:
-                if request.transport is not None:
-                    request.transport.abort()
+            await self._hold(request, fault.stall)
             return resp
         return await self._send(request, status, headers, data, data)

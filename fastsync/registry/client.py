@@ -14,6 +14,7 @@ from fastsync.retry import parse_retry_after, retrying
 from fastsync.model import Descriptor, Digest
 from fastsync.options import NetworkOptions
 from fastsync.registry.limits import MAX_MANIFEST, MAX_TAG_LIST, read_capped, read_start
+from fastsync.registry.watch import Offered, guarded, upload_timeout
 from fastsync.registry.tls import ssl_context
 from fastsync.registry.wire import (REDIRECTS, body_error, describe, error_text, loggable, next_link, origin,
                                     parse_tag_list, pull, push, repo_of)
@@ -27,7 +28,6 @@ ACCEPT = ", ".join(m.MANIFEST_ACCEPT)
 CHUNK = 1 << 20
 log = logging.getLogger("fastsync")
 MAX_RESUMES = 20                   # Range resumptions of one blob stream before giving up
-UPLOAD_ANSWER_IDLE = 10           # a registry may take long to answer a big blob's final PUT: 10x the idle timeout
 T = TypeVar("T")
 
 
@@ -368,19 +368,23 @@ class RegistryClient:
         headers = {"Content-Type": "application/octet-stream"}
         if desc.size >= 0:
             headers["Content-Length"] = str(desc.size)
-        # the streamed body is not replayable: a failure here is retried by the engine, from the start
-        async with self.request("PUT", url, (push(repo),), data=chunks, headers=headers, ok=(201, 204), what=what,
-                                timeout=self._upload_timeout()):
-            pass
+        # the streamed body is not replayable: a failure here is retried by the engine, from the start;
+        # a registry that stops taking it for --read-idle-timeout is given up on as one that stops answering
+        watch, idle = Offered(), self.net.read_idle_timeout
+        body = watch.wrap(chunks)
 
-    def _upload_timeout(self) -> "aiohttp.ClientTimeout":
-        """The session's timeouts, but a longer wait (10 x --read-idle-timeout) for the answer once a
-        blob's body is sent: the registry hashes and stores it first."""
-        import aiohttp
-
-        return aiohttp.ClientTimeout(total=None, connect=None,
-                                     sock_connect=self.net.connect_timeout,
-                                     sock_read=self.net.read_idle_timeout * UPLOAD_ANSWER_IDLE)
+        async def put() -> None:
+            async with self.request("PUT", url, (push(repo),), data=body, headers=headers, ok=(201, 204), what=what,
+                                    timeout=upload_timeout(self.net)):
+                pass
+        try:
+            await guarded(put(), watch, idle, lambda: NetworkError(
+                f"{what}: the registry took nothing for {idle:g}s (--read-idle-timeout)"))
+        finally:
+            try:
+                await body.aclose()
+            except RuntimeError:      # still held by aiohttp's writer, which is being cancelled
+                pass
 
     # ---- tags ---------------------------------------------------------------------------------
 

@@ -97,6 +97,19 @@ def test_a_fault_on_every_first_attempt_into_dir_with_a_cache(name: str, src_pro
     assert src_proxy.hits
 
 
+@pytest.mark.parametrize("kind", ["corrupt", "truncate"])
+def test_a_layer_damaged_on_the_way_is_fetched_again_when_recompressing(kind: str, src_proxy: FaultProxy,
+                                                                        tmp_path: Path) -> None:
+    """--dest-compress-format decompresses as it reads: a flipped byte breaks the gzip stream before the
+    digest is known; still damage on the way, so fetched again."""
+    src_proxy.add(Fault(kind, "blob-get"))
+    ok(fastsync("copy", "-q", *fast(), "--dest-compress-format", "zstd", "--src-tls-verify=false",
+                f"docker://{src_proxy.host}/{REPO}:{TAG}", f"oci:{tmp_path / 'out'}:v1"))
+    assert len({p for _, _, p in src_proxy.hits}) == len(IMAGE.all_blobs())
+    layers = [p for m, p, s in src_proxy.requests if "/blobs/" in p and s == 200]
+    assert len(layers) >= len(IMAGE.all_blobs())
+
+
 def test_a_stalled_source_is_abandoned_within_the_idle_timeout(src_proxy: FaultProxy, tmp_path: Path) -> None:
     src_proxy.add(Fault("stall", "blob-get", stall=60))
     t0 = time.monotonic()

@@ -172,7 +172,7 @@ def test_a_manifest_over_4_mib_is_refused(big_manifest_registry: FakeRegistry, t
 
 
 @pytest.mark.parametrize("challenge", ['Bearer realm="not a url",service="x"', 'Bearer realm="/token"',
-                                       'Bearer realm="ftp://example.com/token"'])
+                                       'Bearer realm="ftp://example.com/token"', 'Bearer service="x"'])
 def test_a_malformed_auth_challenge_is_said_as_such(challenge: str) -> None:
     with FakeRegistry(challenge=challenge) as reg:
         proc = fastsync("inspect", "--tls-verify=false", f"docker://{reg.host}/a/b:c")

@@ -112,7 +112,8 @@ class BlobMover:
             return new, CACHE
         local = _existing(src.blob_path(desc))
         chunks = self._progress(file_chunks(local) if local else src.blob_chunks(desc), desc)
-        new, path = await recompress_to_file(chunks, desc, edit, scratch_dir(store, self.session.options.tmpdir))
+        new, path = await recompress_to_file(chunks, desc, edit, scratch_dir(store, self.session.options.tmpdir),
+                                             transient=src.downloads and not local)
         try:
             if store:
                 path = store.adopt(path, new)

@@ -131,7 +131,8 @@ class Authenticator:
 
         realm = ch.params.get("realm")
         if not realm:
-            raise Unauthorized(f"registry {self.host} sent a bearer challenge without a realm", 401)
+            raise Unauthorized(f"registry {self.host} sent a malformed WWW-Authenticate header: a bearer challenge "
+                               "without a realm", 401)
         parts = urlsplit(realm)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise Unauthorized(f"registry {self.host} sent a malformed WWW-Authenticate header: the realm "

@@ -92,6 +92,7 @@ class OCIImageReference(PathRefReference):
 
     def read_index(self) -> dict[str, Any]:
         try:
+            checked_file(os.path.join(self.path, "index.json"), self.path, str(self))
             with open(os.path.join(self.path, "index.json"), "rb") as f:
                 raw: Optional[bytes] = f.read()
         except FileNotFoundError:

@@ -162,8 +162,10 @@ def big_manifest_registry(request: pytest.FixtureRequest) -> Iterator[FakeRegist
 
 
 @pytest.mark.parametrize("big_manifest_registry", [False, True], ids=["content-length", "chunked"], indirect=True)
-def test_a_manifest_over_4_mib_is_refused(big_manifest_registry: FakeRegistry, tmp_path: Path) -> None:
+def test_a_manifest_over_4_mib_is_refused(big_manifest_registry: FakeRegistry, run_skopeo, tmp_path: Path) -> None:
     name = f"docker://{big_manifest_registry.host}/huge/app:1"
+    theirs = run_skopeo("inspect", "--raw", "--tls-verify=false", name, check=False)
+    assert theirs.returncode == 1 and b"exceeded maximum allowed size of 4194304 bytes" in theirs.stderr
     proc = fastsync("inspect", "--raw", "--tls-verify=false", name)
     assert_one_line_error(proc, "reading manifest", "4 MiB allowed", code=1)
     proc = fastsync("copy", "-q", "--src-tls-verify=false", name, f"dir:{tmp_path / 'out'}")

@@ -73,3 +73,33 @@ def test_a_token_answer_over_1_mib_is_refused() -> None:
 def test_the_network_flags_exist_and_are_checked(command: list[str], flag: str) -> None:
     proc = fastsync(*command[:1], flag, "0", *command[1:])
     assert_one_line_error(proc, flag, code=2)
+
+
+def test_a_connection_that_is_never_accepted_gives_up_after_the_connect_timeout() -> None:
+    """A listener whose backlog is full drops further SYNs: the connect hangs until --connect-timeout."""
+    import socket
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(8):
+            c = socket.socket()
+            c.setblocking(False)
+            try:
+                c.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+            fillers.append(c)
+        t0 = time.monotonic()
+        proc = fastsync("inspect", "--connect-timeout", "1", "--tls-verify=false", f"docker://127.0.0.1:{port}/a/b:1")
+        took = time.monotonic() - t0
+    finally:
+        for c in fillers:
+            c.close()
+        server.close()
+    assert_one_line_error(proc, "no connection within 1s (--connect-timeout)", code=1)
+    assert took < 10, took

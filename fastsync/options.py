@@ -53,7 +53,8 @@ class CopyOptions:
 @dataclass(frozen=True)
 class NetworkOptions:
     """How requests to registries are retried and timed out (--retry-times, --retry-deadline,
-    --connect-timeout, --read-idle-timeout)."""
+    --connect-timeout, --read-idle-timeout). Blob transfers are retried by CopyOptions.retry_times;
+    the CLI sets both from one --retry-times."""
 
     retry_times: int = 0              # retries of one request after a transient failure
     retry_deadline: float = 600.0     # seconds: no retry starts later than this after the first attempt

@@ -1,6 +1,8 @@
 """One error hierarchy. Each error carries its exit code and renders as one line."""
 from __future__ import annotations
 
+import errno
+
 
 class FastsyncError(Exception):
     """Base of every error fastsync raises on purpose; `str(err)` is the one-line message."""
@@ -8,6 +10,7 @@ class FastsyncError(Exception):
     exit_code = 1
     retryable = False                     # transient: the same request may well succeed if repeated
     retry_after: "float | None" = None    # seconds the server asked us to wait (Retry-After)
+    exhausted = False                     # a retry loop already gave up on it: outer loops do not retry
 
     def __str__(self) -> str:
         msg = super().__str__()
@@ -29,12 +32,15 @@ class ManifestError(FastsyncError):
 
 
 class DigestMismatch(FastsyncError):
-    """Content did not hash to the digest (or size) that described it."""
+    """Content did not hash to the digest (or size) that described it. `transient`: the bytes were
+    downloaded (a proxy or CDN may have damaged them), so fetching them again from the start may
+    well succeed; a local file or a registry's own verification is not transient."""
 
-    def __init__(self, what: str, expected: str, actual: str) -> None:
+    def __init__(self, what: str, expected: str, actual: str, transient: bool = False) -> None:
         super().__init__(f"digest mismatch for {what}: expected {expected}, got {actual}")
         self.expected = expected
         self.actual = actual
+        self.retryable = transient
 
 
 class NotFound(FastsyncError):
@@ -62,6 +68,32 @@ class NetworkError(FastsyncError):
     """The connection failed (refused, reset, DNS, TLS)."""
 
     retryable = True
+
+
+class TooLarge(FastsyncError):
+    """A manifest, config, signature or token answer bigger than its cap (a registry, or someone
+    between, could make the client buffer anything)."""
+
+
+class UnsafeInput(FastsyncError):
+    """A local layout holds something fastsync refuses to read as a blob or manifest: a symlink
+    leaving the layout, a device, a FIFO, a socket."""
+
+
+class DiskFull(FastsyncError):
+    """ENOSPC/EDQUOT while writing: says the path and whether it is the cache or the destination."""
+
+
+def no_space(exc: BaseException) -> bool:
+    """A write failed because the file system (or the user's quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(exc: OSError, where: str, path: "str | None" = None) -> DiskFull:
+    """The DiskFull for `exc`: `where` is "the cache ROOT" or "the destination NAME"."""
+    path = path or exc.filename
+    return DiskFull(f"{where} is full: {exc.strerror or 'no space left on device'}"
+                    + (f" (writing {path})" if path else ""))
 
 
 class PlatformNotFound(FastsyncError):

@@ -52,6 +52,18 @@ class CopyOptions:
 
 
 @dataclass(frozen=True)
+class NetworkOptions:
+    """How requests to registries are retried and timed out (--retry-times, --retry-deadline,
+    --connect-timeout, --read-idle-timeout). Blob transfers are retried by CopyOptions.retry_times;
+    the CLI sets both from one --retry-times."""
+
+    retry_times: int = 0              # retries of one request after a transient failure
+    retry_deadline: float = 600.0     # seconds: no retry starts later than this after the first attempt
+    connect_timeout: float = 30.0     # seconds to open a connection (TCP and TLS)
+    read_idle_timeout: float = 30.0   # seconds a response may deliver nothing before it is abandoned
+
+
+@dataclass(frozen=True)
 class GlobalOptions:
     """Process-wide settings (skopeo's global flags)."""
 
@@ -63,3 +75,4 @@ class GlobalOptions:
     registries_d: Optional[str] = None         # --registries.d (None: the default directory)
     user_agent: str = "fastsync"
     connections_per_host: int = 16
+    network: NetworkOptions = NetworkOptions()

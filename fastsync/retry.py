@@ -1,9 +1,13 @@
 """The one retry policy: what is transient, how long to wait, and the loop that applies it.
 
-An error is retried when it says so (`FastsyncError.retryable`: connection failures, 408/425/429/5xx
-answers); the wait is the server's Retry-After when the error carries one (capped), else exponential
-backoff with jitter. The blob transfers of the engine, the registry client's Range resume and the
-CLI's whole-request --retry-times all use these functions.
+An error is retried when it says so (`FastsyncError.retryable`: connection failures, idle bodies,
+408/425/429/5xx answers, a downloaded body that does not match its digest); the wait is the server's
+Retry-After when the error carries one (capped), else exponential backoff with jitter. Retries are
+bounded by a count (--retry-times) and a deadline (no retry starts later than `deadline` seconds
+after the first attempt). An error a retry loop gave up on is marked `exhausted`, so a loop around it
+(the engine's around a registry request, the CLI's around a command) does not retry it again: one
+request is tried at most 1 + retry_times times. The registry client's requests, the engine's blob
+transfers and the CLI's whole-command --retry-times all use these functions.
 """
 from __future__ import annotations
 
@@ -43,29 +47,44 @@ def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Opti
 
 
 def is_retryable(exc: Optional[BaseException]) -> bool:
-    return isinstance(exc, FastsyncError) and exc.retryable
+    """Transient, and not already retried to exhaustion by an inner retry loop."""
+    return isinstance(exc, FastsyncError) and exc.retryable and not exc.exhausted
 
 
 def overloaded(exc: Optional[BaseException]) -> bool:
     """An answer that says the far side is overloaded or unreachable: what the adaptive limits back
-    off on. The same set of failures that is retried."""
-    return is_retryable(exc)
+    off on. The same set of failures that is retried (whether or not retries remain)."""
+    return isinstance(exc, FastsyncError) and exc.retryable
 
 
-def next_delay(exc: BaseException, attempt: int, retry_times: int) -> Optional[float]:
+def next_delay(exc: BaseException, attempt: int, retry_times: int, started: Optional[float] = None,
+               deadline: Optional[float] = None) -> Optional[float]:
     """The wait before trying again after `exc` failed attempt number `attempt` (0-based) of at most
-    `retry_times` retries, or None when it must not be retried."""
+    `retry_times` retries, or None when it must not be retried: not transient, no retries left, or
+    the retry would start more than `deadline` seconds after `started` (time.monotonic())."""
     if attempt >= retry_times or not is_retryable(exc):
         return None
     assert isinstance(exc, FastsyncError)
-    return retry_delay(attempt, exc.retry_after)
+    delay = retry_delay(attempt, exc.retry_after)
+    if deadline is not None and started is not None and time.monotonic() + delay - started > deadline:
+        return None
+    return delay
+
+
+def _give_up(exc: FastsyncError, retry_times: int) -> None:
+    """Mark a transient error that a loop with retries stopped retrying, for the loops around it."""
+    if retry_times > 0 and exc.retryable:
+        exc.exhausted = True
 
 
 def _wait_after(exc: FastsyncError, attempt: int, retry_times: int,
-                on_retry: Optional[Callable[[BaseException, float], None]]) -> float:
-    """The wait before the next attempt after `exc`; re-raises it when it must not be retried."""
-    delay = next_delay(exc, attempt, retry_times)
+                on_retry: Optional[Callable[[BaseException, float], None]],
+                started: float, deadline: Optional[float]) -> float:
+    """The wait before the next attempt after `exc`; re-raises it (marked exhausted) when it must
+    not be retried."""
+    delay = next_delay(exc, attempt, retry_times, started, deadline)
     if delay is None:
+        _give_up(exc, retry_times)
         raise exc
     if on_retry is not None:
         on_retry(exc, delay)
@@ -73,24 +92,29 @@ def _wait_after(exc: FastsyncError, attempt: int, retry_times: int,
 
 
 async def retrying(attempt_once: Callable[[], Awaitable[T]], retry_times: int,
-                   on_retry: Optional[Callable[[BaseException, float], None]] = None) -> T:
-    """Run `attempt_once()`, again after each retryable failure, at most `retry_times` more times."""
+                   on_retry: Optional[Callable[[BaseException, float], None]] = None,
+                   deadline: Optional[float] = None) -> T:
+    """Run `attempt_once()`, again after each retryable failure, at most `retry_times` more times
+    and not after `deadline` seconds."""
+    started = time.monotonic()
     for attempt in itertools.count():
         try:
             return await attempt_once()
         except FastsyncError as exc:
-            delay = _wait_after(exc, attempt, retry_times, on_retry)
+            delay = _wait_after(exc, attempt, retry_times, on_retry, started, deadline)
         await asyncio.sleep(delay)
     raise AssertionError("unreachable")
 
 
 def retrying_sync(attempt_once: Callable[[], T], retry_times: int,
-                  on_retry: Optional[Callable[[BaseException, float], None]] = None) -> T:
+                  on_retry: Optional[Callable[[BaseException, float], None]] = None,
+                  deadline: Optional[float] = None) -> T:
     """`retrying` for a blocking call (a whole command run on its own event loop)."""
+    started = time.monotonic()
     for attempt in itertools.count():
         try:
             return attempt_once()
         except FastsyncError as exc:
-            delay = _wait_after(exc, attempt, retry_times, on_retry)
+            delay = _wait_after(exc, attempt, retry_times, on_retry, started, deadline)
         time.sleep(delay)
     raise AssertionError("unreachable")

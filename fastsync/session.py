@@ -38,7 +38,10 @@ class Session:
 
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.options.connections_per_host,
                                              ttl_dns_cache=300)
-            timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_read=300)
+            net = self.options.network
+            # sock_read is an idle timeout: it restarts with every piece of data that arrives
+            timeout = aiohttp.ClientTimeout(total=None, connect=None,
+                                            sock_connect=net.connect_timeout, sock_read=net.read_idle_timeout)
             self._http = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
                                                headers={"User-Agent": self.options.user_agent})
         return self._http
@@ -50,7 +53,7 @@ class Session:
         key = (host, opts)
         client = self._clients.get(key)
         if client is None:
-            client = self._clients[key] = RegistryClient(self.http, host, opts)
+            client = self._clients[key] = RegistryClient(self.http, host, opts, self.options.network)
         return client
 
     async def close(self) -> None:

@@ -197,7 +197,7 @@ def test_keep_going_finishes_the_rest_and_exits_non_zero(src: Registry, fresh_re
     assert {i["status"] for i in report["images"]} == {"copied", "failed"}
     assert sorted(fresh_registry.request("GET", "/v2/k/web/tags/list").json()["tags"]) == ["edge", "latest"]
     proc = sync("-q", *base, cache=tmp_path / "cache")
-    assert_one_line_error(proc, "Error copying ref", "missing-tag", code=1)
+    assert_one_line_error(proc, "Error: copying ref", "missing-tag", code=1)
 
 
 # ---- other inputs ---------------------------------------------------------------------------------

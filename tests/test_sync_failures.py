@@ -64,7 +64,7 @@ def test_failed_dir_sync_leaves_no_staging_directory(seeded_registry: Registry, 
             out, cache = tmp_path / f"out{run}", tmp_path / f"cache{run}"
             proc = fastsync("sync", "-q", "--cache", str(cache), "--retry-times", "0", "--src", "docker",
                             "--dest", "dir", "--src-tls-verify=false", f"{proxy.host}/samples/v2s2", str(out))
-            assert_one_line_error(proc, "Error copying ref", "digest mismatch", layer, code=1)
+            assert_one_line_error(proc, "Error: copying ref", "digest mismatch", layer, code=1)
             assert not out.exists() or entries(out) == [], (run, entries(out))
 
 

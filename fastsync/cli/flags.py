@@ -8,7 +8,7 @@ import click
 
 from fastsync.errors import UsageError
 from fastsync.model import Platform
-from fastsync.options import Credentials, TransportOptions
+from fastsync.options import Credentials, GlobalOptions, NetworkOptions, TransportOptions
 
 OPT_BOOL = dict(type=click.BOOL, is_flag=False, flag_value="true", default=None)
 
@@ -108,7 +108,34 @@ def check_retry_times(retry_times: int) -> int:
 
 def retry_option(f: Callable) -> Callable:
     return click.option("--retry-times", type=int, default=0, show_default=True,
-                        help="retries after network errors and 408/429/5xx answers")(f)
+                        help="retries after network errors and 408/429/5xx answers")(network_flags(f))
+
+
+_SECONDS = click.FloatRange(min=0, min_open=True)
+
+
+def network_flags(f: Callable) -> Callable:
+    """--retry-deadline, --connect-timeout, --read-idle-timeout (with --retry-times: NetworkOptions)."""
+    d = NetworkOptions()
+    for opt in reversed([
+        click.option("--retry-deadline", type=_SECONDS, default=d.retry_deadline, show_default=True,
+                     metavar="SECONDS", help="start no retry of a request later than this after its first attempt"),
+        click.option("--connect-timeout", type=_SECONDS, default=d.connect_timeout, show_default=True,
+                     metavar="SECONDS", help="give up opening a connection (TCP and TLS) after this"),
+        click.option("--read-idle-timeout", type=_SECONDS, default=d.read_idle_timeout, show_default=True,
+                     metavar="SECONDS", help="abandon (and retry) an answer that delivers nothing for this long"),
+    ]):
+        f = opt(f)
+    return f
+
+
+def with_network(gopts: GlobalOptions, retry_times: int, kw: dict[str, Any]) -> GlobalOptions:
+    """`gopts` with the request policy of this command's --retry-times and network_flags."""
+    from dataclasses import replace
+
+    net = NetworkOptions(retry_times=check_retry_times(retry_times), retry_deadline=kw.pop("retry_deadline"),
+                         connect_timeout=kw.pop("connect_timeout"), read_idle_timeout=kw.pop("read_idle_timeout"))
+    return replace(gopts, network=net)
 
 
 def write_stdout(data: bytes) -> None:

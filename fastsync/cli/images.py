@@ -8,8 +8,8 @@ import click
 
 from fastsync import api
 from fastsync.cli.errors import handle_errors, with_retries
-from fastsync.cli.flags import (check_retry_times, compression_options, platform_of, retry_option, topts,
-                                transport_flags, write_stdout)
+from fastsync.cli.flags import (check_retry_times, compression_options, network_flags, platform_of, retry_option,
+                                topts, transport_flags, with_network, write_stdout)
 from fastsync.cli.trust import delete_signatures, encryption_flags, make_trust, signing_flags
 from fastsync.engine.describe import go_json
 from fastsync.errors import FastsyncError, UsageError
@@ -24,7 +24,9 @@ from fastsync.options import CopyOptions
               help="which images of a list to copy (default: system)")
 @click.option("-f", "--format", "fmt", type=click.Choice(["oci", "v2s2"]), help="convert the manifest format")
 @click.option("--preserve-digests", is_flag=True, help="fail instead of changing any digest")
-@click.option("--retry-times", type=int, default=3, show_default=True, help="retries per blob on network errors")
+@click.option("--retry-times", type=int, default=3, show_default=True,
+              help="retries of each request or blob after a transient failure")
+@network_flags
 @click.option("--digestfile", metavar="PATH", help="write the digest of the copied manifest here")
 @click.option("--dest-compress", is_flag=True, help="compress uncompressed layers (gzip unless --dest-compress-format)")
 @click.option("--dest-decompress", is_flag=True, help="store layers uncompressed")
@@ -57,10 +59,11 @@ def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_ar
                           remove_signatures=remove_signatures, trust=trust,
                           **compression_options(dest_compress, dest_decompress, dest_compress_format,
                                                 dest_compress_level))
+    gopts = with_network(ctx.obj["global"], retry_times, kw)
     src_opts, dst_opts = topts(kw, "src-", authfile), topts(kw, "dest-", authfile)
     from fastsync.cli.render import CopyPrinter
 
-    result = api.copy_image(source, destination, options, src_opts, dst_opts, ctx.obj["global"],
+    result = api.copy_image(source, destination, options, src_opts, dst_opts, gopts,
                             on_event=None if quiet else CopyPrinter(sys.stderr))
     if digestfile:
         with open(digestfile, "w") as f:
@@ -85,9 +88,10 @@ def inspect(ctx: click.Context, image: str, raw: bool, config: bool, no_tags: bo
 
     if fmt and raw:
         raise FastsyncError("raw output does not support format option")
+    gopts = with_network(ctx.obj["global"], retry_times, kw)
     opts = topts(kw, "")
     out = with_retries(lambda: api.inspect_image(image, opts, raw=raw, config=config, tags=not no_tags,
-                                                 platform=platform_of(ctx), global_options=ctx.obj["global"]),
+                                                 platform=platform_of(ctx), global_options=gopts),
                        retry_times)
     if isinstance(out, bytes):
         write_stdout(out)
@@ -109,8 +113,9 @@ def inspect(ctx: click.Context, image: str, raw: bool, config: bool, no_tags: bo
 @handle_errors
 def list_tags(ctx: click.Context, repository: str, retry_times: int, **kw: Any) -> None:
     """List the tags of a repository (docker://HOST/NAME)."""
+    gopts = with_network(ctx.obj["global"], retry_times, kw)
     opts = topts(kw, "")
-    click.echo(go_json(with_retries(lambda: api.list_tags(repository, opts, ctx.obj["global"]), retry_times)))
+    click.echo(go_json(with_retries(lambda: api.list_tags(repository, opts, gopts), retry_times)))
 
 
 @click.command()
@@ -121,10 +126,11 @@ def list_tags(ctx: click.Context, repository: str, retry_times: int, **kw: Any) 
 @handle_errors
 def delete(ctx: click.Context, image: str, retry_times: int, **kw: Any) -> None:
     """Delete an image (docker://: the manifest its tag points at; oci:: the ref)."""
+    gopts = with_network(ctx.obj["global"], retry_times, kw)
     opts = topts(kw, "")
-    digest = with_retries(lambda: api.delete_image(image, opts, ctx.obj["global"]), retry_times)
+    digest = with_retries(lambda: api.delete_image(image, opts, gopts), retry_times)
     if digest is not None:
-        delete_signatures(image, digest, ctx.obj["global"])
+        delete_signatures(image, digest, gopts)
 
 
 @click.command("manifest-digest")

@@ -51,7 +51,8 @@ def _store(cache: Optional[str], no_cache: bool = False) -> Any:
 
 def register(main: click.Group) -> None:
     from fastsync.cli.errors import handle_errors
-    from fastsync.cli.flags import check_retry_times, compression_options, topts, transport_flags
+    from fastsync.cli.flags import check_retry_times, compression_options, network_flags, topts, transport_flags, \
+        with_network
     from fastsync.cli.trust import make_trust, signing_flags
 
     @main.command()
@@ -70,7 +71,9 @@ def register(main: click.Group) -> None:
     @click.option("--remove-signatures", is_flag=True, help="do not copy signatures from SOURCE images")
     @signing_flags(identity=False)
     @click.option("-f", "--format", "fmt", type=click.Choice(["oci", "v2s2"]), help="convert manifests to this type")
-    @click.option("--retry-times", type=int, default=3, show_default=True, help="retries per blob")
+    @click.option("--retry-times", type=int, default=3, show_default=True,
+                  help="retries of each request or blob after a transient failure")
+    @network_flags
     @click.option("--append-suffix", default="", metavar="SUFFIX", help="append to every destination name")
     @click.option("--digestfile", metavar="PATH", help="write 'DIGEST DEST' lines for the synced images")
     @click.option("--authfile", metavar="PATH", help="auth file for both sides")
@@ -115,7 +118,7 @@ def register(main: click.Group) -> None:
                            **compression_options(dest_compress, dest_decompress, dest_compress_format,
                                                  dest_compress_level))
         options = SyncOptions(copy, jobs=jobs, keep_going=keep_going, dry_run=dry_run)
-        gopts = ctx.obj["global"]
+        gopts = with_network(ctx.obj["global"], retry_times, kw)
         gopts = dataclasses.replace(gopts, connections_per_host=max(gopts.connections_per_host,
                                                                      (jobs or options.max_jobs) + 8))
         src_opts, dst_opts = topts(kw, "src-", authfile), topts(kw, "dest-", authfile)
@@ -138,7 +141,7 @@ def register(main: click.Group) -> None:
         if failed:
             first = failed[0]
             if not keep_going:
-                raise FastsyncError(f"Error copying ref {first.source!r}: {first.error}")
+                raise FastsyncError(f"copying ref \"{first.source}\": {first.error}")
             raise FastsyncError(f"Sync failed for {len(failed)} of {result.planned} images "
                                 f"(first: {first.source}: {first.error})")
 

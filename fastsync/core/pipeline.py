@@ -11,15 +11,17 @@ from fastsync.model import Descriptor
 OFFLOAD = 256 * 1024   # chunks at least this big are hashed in a worker thread (the native core drops the GIL)
 
 
-async def verified(chunks: AsyncIterator[bytes], desc: Descriptor, what: str) -> AsyncIterator[bytes]:
-    """Pass chunks through while hashing; raise DigestMismatch before the stream ends cleanly if wrong."""
+async def verified(chunks: AsyncIterator[bytes], desc: Descriptor, what: str,
+                   transient: bool = False) -> AsyncIterator[bytes]:
+    """Pass chunks through while hashing; raise DigestMismatch before the stream ends cleanly if wrong
+    (`transient`: the bytes were downloaded, so the mismatch is retryable, from the start)."""
     loop = asyncio.get_running_loop()
     digester = native.Digester()
     size = 0
     async for chunk in chunks:
         size += len(chunk)
         if 0 <= desc.size < size:
-            raise DigestMismatch(f"{what} (size)", f"{desc.size} bytes", f"at least {size} bytes")
+            raise DigestMismatch(f"{what} (size)", f"{desc.size} bytes", f"at least {size} bytes", transient)
         if len(chunk) >= OFFLOAD:
             await loop.run_in_executor(None, digester.update, chunk)
         else:
@@ -27,9 +29,9 @@ async def verified(chunks: AsyncIterator[bytes], desc: Descriptor, what: str) ->
         yield chunk
     result = digester.result()
     if result.digest != str(desc.digest):
-        raise DigestMismatch(what, str(desc.digest), result.digest)
+        raise DigestMismatch(what, str(desc.digest), result.digest, transient)
     if desc.size >= 0 and result.size != desc.size:
-        raise DigestMismatch(f"{what} (size)", f"{desc.size} bytes", f"{result.size} bytes")
+        raise DigestMismatch(f"{what} (size)", f"{desc.size} bytes", f"{result.size} bytes", transient)
 
 
 async def counted(chunks: AsyncIterator[bytes], on_bytes: Callable[[int], None]) -> AsyncIterator[bytes]:

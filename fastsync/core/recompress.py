@@ -64,11 +64,14 @@ def layer_edits(man: "Manifest", options: "CopyOptions",
 
 
 async def recompress_to_file(chunks: AsyncIterator[bytes], desc: Descriptor, edit: LayerEdit,
-                             directory: str, source_format: Optional[str]) -> tuple[Descriptor, str]:
+                             directory: str, source_format: Optional[str],
+                             transient: bool = False) -> tuple[Descriptor, str]:
     """Stream `chunks` (the layer `desc`) through the recompressor into a temp file in `directory`.
 
     Returns the new layer's descriptor (media type still the source's; the caller sets it) and the
-    temp file's path. The source bytes are verified against `desc` in the same pass.
+    temp file's path. The source bytes are verified against `desc` in the same pass. `transient`:
+    the bytes were downloaded, so a layer that does not decompress or match its digest may have
+    been damaged on the way (retryable, from the start).
     """
     loop = asyncio.get_running_loop()
     try:
@@ -86,13 +89,15 @@ async def recompress_to_file(chunks: AsyncIterator[bytes], desc: Descriptor, edi
             f.write(tail)
     except native.CompressionError as exc:
         os.unlink(path)
-        raise FastsyncError(f"layer {desc.digest}: {exc}") from None
+        bad = FastsyncError(f"layer {desc.digest}: {exc}")
+        bad.retryable = transient
+        raise bad from None
     except BaseException:
         os.unlink(path)
         raise
     if rc.input.digest != str(desc.digest) or (desc.size >= 0 and rc.input.size != desc.size):
         os.unlink(path)
-        raise DigestMismatch(f"blob {desc.digest}", str(desc.digest), rc.input.digest)
+        raise DigestMismatch(f"blob {desc.digest}", str(desc.digest), rc.input.digest, transient)
     return Descriptor(desc.media_type, Digest.parse(rc.output.digest), rc.output.size), path
 
 

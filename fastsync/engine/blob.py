@@ -64,7 +64,7 @@ class BlobMover:
         """Source -> verify -> count -> (tee into the store) -> destination, as one stream."""
         chain = _Chain()
         chunks = chain(src.blob_chunks(desc))
-        chunks = chain(verified(chunks, desc, what))
+        chunks = chain(verified(chunks, desc, what, transient=src.downloads))
         chunks = chain(self._progress(chunks, desc))
         writer = self.store.writer(desc, verified=True) if self.store else None
         try:
@@ -85,7 +85,7 @@ class BlobMover:
         assert self.store is not None
         chain = _Chain()
         chunks = chain(file_chunks(local) if local else src.blob_chunks(desc))
-        chunks = chain(verified(chunks, desc, what))
+        chunks = chain(verified(chunks, desc, what, transient=src.downloads and not local))
         chunks = chain(self._progress(chunks, desc))
         writer = self.store.writer(desc, verified=True)
         try:
@@ -113,7 +113,7 @@ class BlobMover:
         local = _existing(src.blob_path(desc))
         chunks = self._progress(file_chunks(local) if local else src.blob_chunks(desc), desc)
         new, path = await recompress_to_file(chunks, desc, edit, scratch_dir(store, self.session.options.tmpdir),
-                                             src.layer_compression(desc))
+                                             src.layer_compression(desc), transient=src.downloads and not local)
         try:
             if store:
                 path = store.adopt(path, new)

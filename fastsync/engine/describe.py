@@ -8,7 +8,10 @@ from typing import Any, Optional
 import orjson
 
 from fastsync import manifest as mf
+from fastsync.errors import TooLarge
 from fastsync.manifest import Manifest
+from fastsync.model import Descriptor
+from fastsync.registry.limits import MAX_CONFIG, size_text
 from fastsync.model import Digest
 from fastsync.transports.base import ImageSource
 from fastsync.core.pipeline import verified
@@ -31,10 +34,16 @@ def go_time(value: Optional[str]) -> Optional[str]:
     return m.group(1) + (f".{frac}" if frac else "") + m.group(3)
 
 
-async def read_blob(src: ImageSource, desc) -> bytes:
+async def read_blob(src: ImageSource, desc: Descriptor, limit: int = MAX_CONFIG) -> bytes:
+    """A small blob (an image config) in memory, verified; refused beyond `limit` bytes."""
+    what = f"blob {desc.digest}"
+    if desc.size > limit:
+        raise TooLarge(f"{what}: {desc.size} bytes, more than the {size_text(limit)} allowed for a config")
     out = bytearray()
-    async for chunk in verified(src.blob_chunks(desc), desc, f"blob {desc.digest}"):
+    async for chunk in verified(src.blob_chunks(desc), desc, what, transient=src.downloads):
         out += chunk
+        if len(out) > limit:
+            raise TooLarge(f"{what}: more than the {size_text(limit)} allowed for a config")
     return bytes(out)
 
 

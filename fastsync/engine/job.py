@@ -18,7 +18,7 @@ from fastsync.core.recompress import LayerEdit, layer_edits
 from fastsync.engine.blob import CACHE, SOURCE, THERE, BlobMover, Moved
 from fastsync.engine.formats import check_preserved, index_target, target_type
 from fastsync.engine.transfers import SharedTransfers, Transfer, gather_or_cancel
-from fastsync.errors import Unsupported
+from fastsync.errors import Unsupported, disk_full, no_space
 from fastsync.manifest import Manifest, parse_manifest
 from fastsync.model import Descriptor, Digest
 from fastsync.options import CopyOptions, TransportOptions
@@ -94,6 +94,20 @@ class Job:
         t0 = time.monotonic()
         name = f"{src_ref} -> {dst_ref}"
         self.emit(Event("image-start", name))
+        try:
+            await self._copy(src_ref, dst_ref, src_opts, dst_opts, res)
+        except OSError as exc:
+            if not no_space(exc):
+                raise
+            # the cache says so itself (DiskFull): a full disk here is the destination's
+            raise disk_full(exc, f"the destination {dst_ref}") from None
+        res.seconds = time.monotonic() - t0
+        self.emit(Event("image-skipped" if res.up_to_date else "image-done", name, str(res.digest),
+                        res.bytes_copied))
+        return res
+
+    async def _copy(self, src_ref: ImageReference, dst_ref: ImageReference, src_opts: TransportOptions,
+                    dst_opts: TransportOptions, res: ImageResult) -> None:
         src = await src_ref.open_source(self.session, src_opts)
         try:
             trust = self.options.trust      # fastsync.trust.copying.Trust: policy and signatures
@@ -117,10 +131,6 @@ class Job:
                 await dst.close()
         finally:
             await src.close()
-        res.seconds = time.monotonic() - t0
-        self.emit(Event("image-skipped" if res.up_to_date else "image-done", name, str(res.digest),
-                        res.bytes_copied))
-        return res
 
     # ---- manifests ----------------------------------------------------------------------------
 
@@ -201,7 +211,7 @@ class Job:
         (new, how), owner = await self.transfers.join(
             (dst.blob_namespace, desc.digest, edit),
             lambda: retrying(lambda: self.mover.edit(src, dst, desc, edit), self.options.retry_times,
-                             self._on_retry(f"layer {desc.digest}")), img.transfers)
+                             self._on_retry(f"layer {desc.digest}"), self._deadline), img.transfers)
         img.res.count(new.size, how if owner else THERE)
         return new
 
@@ -222,7 +232,7 @@ class Job:
         async def once() -> Moved:
             async with self.gate(src, dst, desc):
                 return await self.mover.move(src, dst, desc, self._mount_source(src, dst, desc))
-        moved = await retrying(once, self.options.retry_times, self._on_retry(f"blob {desc.digest}"))
+        moved = await retrying(once, self.options.retry_times, self._on_retry(f"blob {desc.digest}"), self._deadline)
         ref = dst.reference.docker_reference
         if ref is not None:
             self._placed.setdefault(desc.digest, []).append(ref)
@@ -236,6 +246,10 @@ class Job:
             if mine is not None and ref.registry == mine.registry and ref.path != mine.path:
                 return ref
         return src.reference.docker_reference
+
+    @property
+    def _deadline(self) -> float:
+        return self.session.options.network.retry_deadline
 
     def _on_retry(self, what: str) -> Callable[[BaseException, float], None]:
         return lambda exc, delay: self.emit(Event("retry", message=f"{what}: {exc}; retrying in {delay:.1f}s"))

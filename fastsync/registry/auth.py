@@ -8,11 +8,13 @@ import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
+from urllib.parse import urlsplit
 
 import orjson
 
 from fastsync.errors import NetworkError, Unauthorized, body_snippet
 from fastsync.options import Credentials, TransportOptions
+from fastsync.registry.limits import MAX_TOKEN, read_capped, read_start
 
 if TYPE_CHECKING:
     import aiohttp
@@ -129,7 +131,12 @@ class Authenticator:
 
         realm = ch.params.get("realm")
         if not realm:
-            raise Unauthorized(f"registry {self.host} sent a bearer challenge without a realm", 401)
+            raise Unauthorized(f"registry {self.host} sent a malformed WWW-Authenticate header: a bearer challenge "
+                               "without a realm", 401)
+        parts = urlsplit(realm)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise Unauthorized(f"registry {self.host} sent a malformed WWW-Authenticate header: the realm "
+                               f"{body_snippet(realm.encode())} is not an http(s) URL", 401)
         params = [("service", ch.params["service"])] if ch.params.get("service") else []
         params += [("scope", s) for s in scopes]
         headers = {}
@@ -142,9 +149,10 @@ class Authenticator:
                 headers["Authorization"] = basic_header(self.creds)
             req = self.http.get(realm, params=params, headers=headers, ssl=self.ssl)
         where = realm.split("?", 1)[0]
+        what = f"authenticating to {self.host}: the token server at {where}"
         try:
             async with req as resp:
-                body = await resp.read()
+                body = await (read_capped(resp, MAX_TOKEN, what, str) if resp.status == 200 else read_start(resp))
                 log.debug("token for %s from %s (%s) -> %d", " ".join(scopes) or "(no scope)", where,
                           "with credentials" if self.creds else "anonymous",
                           resp.status)
@@ -155,9 +163,14 @@ class Authenticator:
                 if resp.status != 200:
                     raise Unauthorized(f"authenticating to {self.host}: token server answered {resp.status}",
                                        resp.status)
-        except aiohttp.ClientError as exc:
-            raise NetworkError(f"authenticating to {self.host}: cannot reach the token server: {exc}") from None
-        value, ttl = parse_token_response(body, f"authenticating to {self.host}: the token server at {where}")
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            if isinstance(exc, aiohttp.InvalidURL):
+                raise Unauthorized(f"registry {self.host} sent a malformed WWW-Authenticate header: the realm "
+                                   f"{body_snippet(realm.encode())} is not a usable URL", 401) from None
+            reason = " ".join(str(exc).split()) or ("timed out" if isinstance(exc, asyncio.TimeoutError)
+                                                      else type(exc).__name__)
+            raise NetworkError(f"authenticating to {self.host}: cannot reach the token server: {reason}") from None
+        value, ttl = parse_token_response(body, what)
         # Renew a little before the server's expiry (10 s, or a tenth of a short lifetime).
         self._tokens[scopes] = _Token(value, time.monotonic() + ttl - min(10.0, ttl / 10))
         return value

@@ -4,14 +4,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterable, Optional, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from fastsync import model as m
 from fastsync.registry.auth import Authenticator, Challenge, credentials_for, parse_challenge
 from fastsync.errors import FastsyncError, NetworkError, NotFound, RegistryError, Unauthorized
-from fastsync.retry import parse_retry_after
+from fastsync.retry import parse_retry_after, retrying
 from fastsync.model import Descriptor, Digest
+from fastsync.options import NetworkOptions
+from fastsync.registry.limits import MAX_MANIFEST, MAX_TAG_LIST, read_capped, read_start
+from fastsync.registry.watch import Offered, guarded, upload_timeout
 from fastsync.registry.tls import ssl_context
 from fastsync.registry.wire import (REDIRECTS, body_error, describe, error_text, loggable, next_link, origin,
                                     parse_tag_list, pull, push, repo_of)
@@ -25,15 +28,18 @@ ACCEPT = ", ".join(m.MANIFEST_ACCEPT)
 CHUNK = 1 << 20
 log = logging.getLogger("fastsync")
 MAX_RESUMES = 20                   # Range resumptions of one blob stream before giving up
+T = TypeVar("T")
 
 
 class RegistryClient:
     """Talks to one registry host with one set of options. Created and cached by `Session.registry`."""
 
-    def __init__(self, http: "aiohttp.ClientSession", host: str, opts: "TransportOptions") -> None:
+    def __init__(self, http: "aiohttp.ClientSession", host: str, opts: "TransportOptions",
+                 net: NetworkOptions = NetworkOptions()) -> None:
         self.http = http
         self.host = host
         self.opts = opts
+        self.net = net
         self.ssl = ssl_context(host.split("/")[0], opts)
         self.base: Optional[str] = None
         self._ping_lock = asyncio.Lock()
@@ -59,6 +65,24 @@ class RegistryClient:
 
     # ---- plumbing -----------------------------------------------------------------------------
 
+    def retried(self, attempt_once: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+        """One whole request (answer and body read) under the retry policy: connection failures, idle
+        bodies, 408/425/429/5xx are tried again, at most --retry-times more times and not after
+        --retry-deadline; anything else fails at once."""
+        def warn(exc: BaseException, delay: float) -> None:
+            log.info("%s; retrying in %.1fs", exc, delay)
+        return retrying(attempt_once, self.net.retry_times, warn, self.net.retry_deadline)
+
+    def describe(self, exc: Optional[BaseException]) -> str:
+        """`describe`, naming the timeout that fired and the flag that sets it."""
+        import aiohttp
+
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            return f"no connection within {self.net.connect_timeout:g}s (--connect-timeout)"
+        if isinstance(exc, aiohttp.SocketTimeoutError):
+            return f"nothing received for {self.net.read_idle_timeout:g}s (--read-idle-timeout)"
+        return describe(exc)
+
     async def ping(self) -> str:
         """Find the scheme (https, or http when TLS verification is off) and the auth challenge."""
         if self.base:
@@ -75,29 +99,32 @@ class RegistryClient:
                 try:
                     async with self.http.get(url, ssl=self.ssl if scheme == "https" else None,
                                                      allow_redirects=False) as resp:
-                        await resp.read()
+                        await read_start(resp)
                         log.debug("GET %s -> %d", url, resp.status)
                         if resp.status == 401:
                             self._challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
-                        elif resp.status >= 500 or resp.status == 404:
-                            raise RegistryError(f"pinging container registry {self.host}: unexpected status "
+                        elif resp.status >= 500 or resp.status in (404, 408, 425, 429):
+                            exc = RegistryError(f"pinging container registry {self.host}: unexpected status "
                                                 f"{resp.status}", resp.status)
+                            exc.retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                            raise exc
                     self.base = f"{scheme}://{self.host}"
                     return self.base
                 except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
                     last = exc
             hint = " (use --tls-verify=false for a plain-http registry)" \
                 if isinstance(last, aiohttp.ClientSSLError) and self.opts.tls_verify is not False else ""
-            raise NetworkError(f"pinging container registry {self.host}: {describe(last)}{hint}")
+            raise NetworkError(f"pinging container registry {self.host}: {self.describe(last)}{hint}")
 
     @asynccontextmanager
     async def request(self, method: str, path_or_url: str, scopes: Iterable[str], *,
                       headers: Optional[dict[str, str]] = None, data: Any = None,
                       params: Optional[dict[str, str]] = None, ok: tuple[int, ...] = (200,),
-                      what: str = "", allow_redirects: bool = True) -> AsyncIterator["aiohttp.ClientResponse"]:
+                      what: str = "", allow_redirects: bool = True,
+                      timeout: Optional["aiohttp.ClientTimeout"] = None) -> AsyncIterator["aiohttp.ClientResponse"]:
         """One request with auth (see `send`), released when the block ends."""
         resp = await self.send(method, path_or_url, scopes, headers=headers, data=data, params=params, ok=ok,
-                               what=what, allow_redirects=allow_redirects)
+                               what=what, allow_redirects=allow_redirects, timeout=timeout)
         try:
             yield resp
         finally:
@@ -106,7 +133,8 @@ class RegistryClient:
     async def send(self, method: str, path_or_url: str, scopes: Iterable[str], *,
                    headers: Optional[dict[str, str]] = None, data: Any = None,
                    params: Optional[dict[str, str]] = None, ok: tuple[int, ...] = (200,),
-                   what: str = "", allow_redirects: bool = True) -> "aiohttp.ClientResponse":
+                   what: str = "", allow_redirects: bool = True,
+                   timeout: Optional["aiohttp.ClientTimeout"] = None) -> "aiohttp.ClientResponse":
         """One request with auth: on 401, answer the challenge and retry once (replayable bodies only).
         Returns a response whose status is in `ok`; the caller releases it."""
         import aiohttp
@@ -122,14 +150,15 @@ class RegistryClient:
             if auth:
                 hdrs["Authorization"] = auth
             try:
+                extra = {"timeout": timeout} if timeout is not None else {}
                 resp = await self.http.request(method, url, headers=hdrs, data=data, params=params,
                                                        ssl=self.ssl if url.startswith("https:") else None,
-                                                       allow_redirects=allow_redirects)
+                                                       allow_redirects=allow_redirects, **extra)
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
                 inner = body_error(exc)
                 if inner is not None:      # the streamed body (a source blob) failed, not this request
                     raise inner from None
-                raise NetworkError(f"{what or method + ' ' + loggable(url)}: {describe(exc)}") from None
+                raise NetworkError(f"{what or method + ' ' + loggable(url)}: {self.describe(exc)}") from None
             log.debug("%s %s -> %d", method, loggable(str(resp.url)), resp.status)
             try:
                 if resp.status == 401 and attempt == 0 and replayable and \
@@ -138,7 +167,7 @@ class RegistryClient:
                     resp.release()
                     continue
                 if resp.status not in ok:
-                    body = await resp.read() if method != "HEAD" else b""
+                    body = await read_start(resp) if method != "HEAD" else b""
                     raise self._error(resp.status, body, what or f"{method} {urlsplit(url).path}", authn.creds,
                                       resp.headers.get("Retry-After"))
             except BaseException:
@@ -167,47 +196,62 @@ class RegistryClient:
     # ---- manifests ----------------------------------------------------------------------------
 
     async def get_manifest(self, repo: str, ref: str) -> tuple[bytes, str, Optional[str]]:
-        """(bytes, media type, Docker-Content-Digest header) of a manifest by tag or digest."""
-        async with self.request("GET", f"/v2/{repo}/manifests/{ref}", (pull(repo),), headers={"Accept": ACCEPT},
-                                what=f"reading manifest {ref} in {self.host}/{repo}") as resp:
-            raw = await resp.read()
-            mt = resp.headers.get("Content-Type", "").split(";")[0].strip()
-            return raw, mt, resp.headers.get("Docker-Content-Digest")
+        """(bytes, media type, Docker-Content-Digest header) of a manifest by tag or digest; refused
+        beyond 4 MiB."""
+        what = f"reading manifest {ref} in {self.host}/{repo}"
+
+        async def once() -> tuple[bytes, str, Optional[str]]:
+            async with self.request("GET", f"/v2/{repo}/manifests/{ref}", (pull(repo),), headers={"Accept": ACCEPT},
+                                    what=what) as resp:
+                raw = await read_capped(resp, MAX_MANIFEST, what, self.describe)
+                mt = resp.headers.get("Content-Type", "").split(";")[0].strip()
+                return raw, mt, resp.headers.get("Docker-Content-Digest")
+        return await self.retried(once)
 
     async def head_manifest(self, repo: str, ref: str, scopes: Optional[tuple[str, ...]] = None) -> Optional[Digest]:
         """The digest a tag/digest resolves to, or None when it does not exist (HEAD: no pull counted).
         A destination passes its push scope, so one token serves the whole push."""
-        try:
-            async with self.request("HEAD", f"/v2/{repo}/manifests/{ref}", scopes or (pull(repo),),
-                                    headers={"Accept": ACCEPT}, ok=(200,),
-                                    what=f"checking manifest {ref} in {self.host}/{repo}") as resp:
-                dcd = resp.headers.get("Docker-Content-Digest")
-                return Digest.parse(dcd) if dcd else None
-        except NotFound:
-            return None
+        async def once() -> Optional[Digest]:
+            try:
+                async with self.request("HEAD", f"/v2/{repo}/manifests/{ref}", scopes or (pull(repo),),
+                                        headers={"Accept": ACCEPT}, ok=(200,),
+                                        what=f"checking manifest {ref} in {self.host}/{repo}") as resp:
+                    dcd = resp.headers.get("Docker-Content-Digest")
+                    return Digest.parse(dcd) if dcd else None
+            except NotFound:
+                return None
+        return await self.retried(once)
 
     async def put_manifest(self, repo: str, ref: str, raw: bytes, media_type: str) -> Optional[str]:
-        async with self.request("PUT", f"/v2/{repo}/manifests/{ref}", (push(repo),), data=raw,
-                                headers={"Content-Type": media_type}, ok=(200, 201, 202),
-                                what=f"writing manifest {ref} to {self.host}/{repo}") as resp:
-            return resp.headers.get("Docker-Content-Digest")
+        """PUT a manifest, again after a transient failure (the bytes are replayable); a registry
+        refusing it (400, 403...) fails at once with its message."""
+        async def once() -> Optional[str]:
+            async with self.request("PUT", f"/v2/{repo}/manifests/{ref}", (push(repo),), data=raw,
+                                    headers={"Content-Type": media_type}, ok=(200, 201, 202),
+                                    what=f"writing manifest {ref} to {self.host}/{repo}") as resp:
+                return resp.headers.get("Docker-Content-Digest")
+        return await self.retried(once)
 
     async def delete_manifest(self, repo: str, digest: Digest) -> None:
-        async with self.request("DELETE", f"/v2/{repo}/manifests/{digest}", (f"repository:{repo}:delete",
-                                                                              push(repo)),
-                                ok=(200, 202), what=f"deleting {self.host}/{repo}@{digest}"):
-            return
+        async def once() -> None:
+            async with self.request("DELETE", f"/v2/{repo}/manifests/{digest}", (f"repository:{repo}:delete",
+                                                                                  push(repo)),
+                                    ok=(200, 202), what=f"deleting {self.host}/{repo}@{digest}"):
+                return
+        await self.retried(once)
 
     # ---- blobs --------------------------------------------------------------------------------
 
     async def has_blob(self, repo: str, desc: Descriptor, scopes: Optional[tuple[str, ...]] = None) -> bool:
-        try:
-            async with self.request("HEAD", f"/v2/{repo}/blobs/{desc.digest}", scopes or (pull(repo),),
-                                    what=f"checking blob {desc.digest} in {self.host}/{repo}") as resp:
-                size = resp.headers.get("Content-Length")
-                return desc.size < 0 or size is None or int(size) == desc.size
-        except NotFound:
-            return False
+        async def once() -> bool:
+            try:
+                async with self.request("HEAD", f"/v2/{repo}/blobs/{desc.digest}", scopes or (pull(repo),),
+                                        what=f"checking blob {desc.digest} in {self.host}/{repo}") as resp:
+                    size = resp.headers.get("Content-Length")
+                    return desc.size < 0 or size is None or int(size) == desc.size
+            except NotFound:
+                return False
+        return await self.retried(once)
 
     async def blob_chunks(self, repo: str, desc: Descriptor) -> AsyncIterator[bytes]:
         """A blob's bytes as one continuous stream that survives broken connections: when the
@@ -264,13 +308,14 @@ class RegistryClient:
                         resp = await self.http.get(location, headers=hdrs, allow_redirects=False,
                                                            ssl=self.ssl if location.startswith("https:") else None)
                     except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-                        raise NetworkError(f"{what}: {describe(exc)}") from None
+                        raise NetworkError(f"{what}: {self.describe(exc)}") from None
                     log.debug("GET %s -> %d", loggable(location), resp.status)
                     if resp.status in REDIRECTS:
                         location = urljoin(location, resp.headers.get("Location", ""))
                         continue
                     if resp.status not in (200, 206):
-                        raise self._error(resp.status, await resp.read(), what, None, resp.headers.get("Retry-After"))
+                        raise self._error(resp.status, await read_start(resp), what, None,
+                                          resp.headers.get("Retry-After"))
                 skip = offset if resp.status == 200 else 0
                 if resp.status == 206 and not resp.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
                     raise RegistryError(f"{what}: unexpected Content-Range {resp.headers.get('Content-Range')!r}")
@@ -283,7 +328,7 @@ class RegistryClient:
                             chunk, skip = chunk[skip:], 0
                         yield chunk
                 except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                    raise NetworkError(f"{what}: {describe(exc)}") from None
+                    raise NetworkError(f"{what}: {self.describe(exc)}") from None
                 return
             raise RegistryError(f"{what}: too many redirects")
         finally:
@@ -292,11 +337,14 @@ class RegistryClient:
     async def mount_blob(self, repo: str, desc: Descriptor, from_repo: str) -> bool:
         """Cross-repository mount; True when the registry mounted it (201)."""
         q = urlencode({"mount": str(desc.digest), "from": from_repo})
-        async with self.request("POST", f"/v2/{repo}/blobs/uploads/?{q}", (push(repo), pull(from_repo)),
-                                ok=(201, 202), what=f"mounting {desc.digest} into {self.host}/{repo}") as resp:
-            if resp.status == 201:
-                return True
-            loc = resp.headers.get("Location")
+
+        async def once() -> tuple[bool, Optional[str]]:
+            async with self.request("POST", f"/v2/{repo}/blobs/uploads/?{q}", (push(repo), pull(from_repo)),
+                                    ok=(201, 202), what=f"mounting {desc.digest} into {self.host}/{repo}") as resp:
+                return resp.status == 201, resp.headers.get("Location")
+        mounted, loc = await self.retried(once)
+        if mounted:
+            return True
         if loc:  # an upload session was opened instead; close it
             try:
                 async with self.request("DELETE", urljoin(self.base or "", loc), (push(repo),), ok=(204, 200, 202, 404)):
@@ -308,8 +356,11 @@ class RegistryClient:
     async def upload_blob(self, repo: str, desc: Descriptor, chunks: AsyncIterator[bytes]) -> None:
         """POST an upload session, then one streamed PUT with the digest (the registry verifies it)."""
         what = f"writing blob {desc.digest} to {self.host}/{repo}"
-        async with self.request("POST", f"/v2/{repo}/blobs/uploads/", (push(repo),), ok=(202,), what=what) as resp:
-            loc = resp.headers.get("Location")
+
+        async def start() -> Optional[str]:
+            async with self.request("POST", f"/v2/{repo}/blobs/uploads/", (push(repo),), ok=(202,), what=what) as resp:
+                return resp.headers.get("Location")
+        loc = await self.retried(start)
         if not loc:
             raise RegistryError(f"{what}: the registry gave no upload location")
         url = urljoin(self.base or "", loc)
@@ -317,8 +368,23 @@ class RegistryClient:
         headers = {"Content-Type": "application/octet-stream"}
         if desc.size >= 0:
             headers["Content-Length"] = str(desc.size)
-        async with self.request("PUT", url, (push(repo),), data=chunks, headers=headers, ok=(201, 204), what=what):
-            pass
+        # the streamed body is not replayable: a failure here is retried by the engine, from the start;
+        # a registry that stops taking it for --read-idle-timeout is given up on as one that stops answering
+        watch, idle = Offered(), self.net.read_idle_timeout
+        body = watch.wrap(chunks)
+
+        async def put() -> None:
+            async with self.request("PUT", url, (push(repo),), data=body, headers=headers, ok=(201, 204), what=what,
+                                    timeout=upload_timeout(self.net)):
+                pass
+        try:
+            await guarded(put(), watch, idle, lambda: NetworkError(
+                f"{what}: the registry took nothing for {idle:g}s (--read-idle-timeout)"))
+        finally:
+            try:
+                await body.aclose()
+            except RuntimeError:      # still held by aiohttp's writer, which is being cancelled
+                pass
 
     # ---- tags ---------------------------------------------------------------------------------
 
@@ -328,10 +394,12 @@ class RegistryClient:
         path: Optional[str] = f"/v2/{repo}/tags/list" + (f"?n={page_size}" if page_size else "")
         while path:
             what = f"listing tags of {self.host}/{repo}"
-            async with self.request("GET", path, (pull(repo),), what=what) as resp:
-                body = await resp.read()
-                link = resp.headers.get("Link", "")
-                ctype = resp.headers.get("Content-Type", "")
+
+            async def page(path: str = path) -> tuple[bytes, str, str]:
+                async with self.request("GET", path, (pull(repo),), what=what) as resp:
+                    body = await read_capped(resp, MAX_TAG_LIST, what, self.describe)
+                    return body, resp.headers.get("Link", ""), resp.headers.get("Content-Type", "")
+            body, link, ctype = await self.retried(page)
             tags.extend(parse_tag_list(body, what, ctype))
             path = next_link(link, self.base or "")
         return tags

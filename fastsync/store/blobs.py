@@ -22,7 +22,7 @@ from typing import Iterator, Optional
 import orjson
 
 from fastsync.core import native
-from fastsync.errors import DigestMismatch, FastsyncError
+from fastsync.errors import DigestMismatch, DiskFull, FastsyncError, disk_full, no_space
 from fastsync.model import Descriptor, Digest
 
 try:
@@ -353,12 +353,21 @@ class StoreWriter:
             self.digester.update(chunk)
         if self.b3 is not None:
             self.b3.update(chunk)
-        self.file.write(chunk)
+        try:
+            self.file.write(chunk)
+        except OSError as exc:
+            raise self._full(exc) from None
+
+    def _full(self, exc: OSError) -> OSError | DiskFull:
+        return disk_full(exc, f"the cache {self.store.root}", self.tmp_path) if no_space(exc) else exc
 
     def commit(self) -> str:
         """Verify, fsync, make read-only and rename; returns the blob's final path."""
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+        except OSError as exc:
+            raise self._full(exc) from None
         if self.digester is not None:
             result = self.digester.result()
             if result.digest != str(self.desc.digest) or (0 <= self.desc.size != result.size):
@@ -391,11 +400,14 @@ def write_small(path: str, data: bytes, tmpdir: str) -> None:
             f.write(data)
             f.flush()
             os.replace(tmp, path)      # while still locked: a sweep never takes it mid-way
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if no_space(exc):
+            assert isinstance(exc, OSError)
+            raise disk_full(exc, f"the cache {os.path.dirname(tmpdir)}", path) from None
         raise
 
 

@@ -70,6 +70,9 @@ class ImageReference(ABC):
 
 class ImageSource(ABC):
     reference: ImageReference
+    # blob bytes come over a network: a digest or size mismatch of blob_chunks may be damage on the
+    # way, and fetching the blob again from the start may well succeed
+    downloads: bool = False
 
     @abstractmethod
     async def get_manifest(self, digest: Optional[Digest] = None) -> tuple[bytes, str]:
@@ -138,6 +141,7 @@ class ForwardingSource(ImageSource):
     def __init__(self, inner: ImageSource) -> None:
         self.inner = inner
         self.reference = inner.reference
+        self.downloads = inner.downloads
 
     async def get_manifest(self, digest: Optional[Digest] = None) -> tuple[bytes, str]:
         return await self.inner.get_manifest(digest)

@@ -10,7 +10,8 @@ from fastsync.errors import FastsyncError, InvalidReference, NotFound
 from fastsync.manifest import parse_manifest
 from fastsync.model import Descriptor, Digest
 from fastsync.transports.base import Capabilities, ImageDestination, ImageReference, ImageSource, file_chunks
-from fastsync.transports.localfs import StagedDir, atomic_write, blob_exists, place_file, stream_to_file
+from fastsync.transports.localfs import (StagedDir, atomic_write, blob_exists, checked_file, place_file,
+                                         stream_to_file)
 
 if TYPE_CHECKING:
     from fastsync.manifest import Manifest
@@ -79,6 +80,7 @@ class DirSource(ImageSource):
     async def get_manifest(self, digest: Optional[Digest] = None) -> tuple[bytes, str]:
         path = os.path.join(self.reference.path, manifest_name(digest))
         try:
+            checked_file(path, self.reference.path, str(self.reference))
             with open(path, "rb") as f:
                 raw = f.read()
         except FileNotFoundError:
@@ -87,7 +89,8 @@ class DirSource(ImageSource):
         return raw, parse_manifest(raw).media_type
 
     def blob_path(self, desc: Descriptor) -> Optional[str]:
-        return os.path.join(self.reference.path, blob_name(desc.digest))
+        return checked_file(os.path.join(self.reference.path, blob_name(desc.digest)), self.reference.path,
+                            f"{self.reference}: blob {desc.digest}")
 
     async def get_signatures(self, instance: Optional[Digest] = None) -> list[bytes]:
         out = []
@@ -100,8 +103,7 @@ class DirSource(ImageSource):
 
     def blob_chunks(self, desc: Descriptor) -> AsyncIterator[bytes]:
         path = self.blob_path(desc)
-        assert path
-        if not os.path.exists(path):
+        if path is None:
             raise NotFound(f"{self.reference}: blob {desc.digest} not found")
         return file_chunks(path)
 

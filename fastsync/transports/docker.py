@@ -79,19 +79,27 @@ class DockerImageReference(ImageReference):
 
 
 class DockerSource(ImageSource):
+    downloads = True
+
     def __init__(self, ref: DockerImageReference, client: "RegistryClient") -> None:
         self.reference = ref
         self.client = client
         self.repo = ref.ref.path
 
     async def get_manifest(self, digest: Optional[Digest] = None) -> tuple[bytes, str]:
+        """The manifest, verified against the digest asked for (or the registry's header); one that
+        does not match was damaged on the way and is fetched again (the retry policy)."""
         want = str(digest) if digest else self.reference.manifest_ref
-        raw, mt, header = await self.client.get_manifest(self.repo, want)
-        actual = manifest_digest(raw)
-        expected = str(digest or self.reference.ref.digest or header or actual)
-        if str(actual) != expected and Digest.of(raw) != Digest.parse(expected):
-            raise DigestMismatch(f"manifest {want} of {self.reference.ref.name}", expected, str(actual))
-        return raw, mt
+
+        async def once() -> tuple[bytes, str]:
+            raw, mt, header = await self.client.get_manifest(self.repo, want)
+            actual = manifest_digest(raw)
+            expected = str(digest or self.reference.ref.digest or header or actual)
+            if str(actual) != expected and Digest.of(raw) != Digest.parse(expected):
+                raise DigestMismatch(f"manifest {want} of {self.reference.ref.name}", expected, str(actual),
+                                     transient=True)
+            return raw, mt
+        return await self.client.retried(once)
 
     async def head_manifest(self) -> Optional[Digest]:
         return await self.client.head_manifest(self.repo, self.reference.manifest_ref)

@@ -11,7 +11,7 @@ import tempfile
 from typing import AsyncIterator, Callable, Optional, TypeVar
 
 from fastsync.core import native
-from fastsync.errors import FastsyncError
+from fastsync.errors import FastsyncError, UnsafeInput, no_space
 from fastsync.model import Descriptor
 
 T = TypeVar("T")
@@ -52,6 +52,28 @@ async def in_thread(fn: Callable[..., T], *args: object) -> T:
         raise
 
 
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def checked_file(path: str, root: str, what: str) -> Optional[str]:
+    """`path` when it is a regular file inside the layout at `root` (symlinks that stay inside are
+    followed), None when there is nothing there. A symlink (of the file or of a directory on its way)
+    that leaves the layout, a FIFO, a device or a socket is refused (UnsafeInput): a layout must not
+    make us read /etc/passwd as a blob, or block forever on a pipe."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    real, base = os.path.realpath(path), os.path.realpath(root)
+    if real != base and not real.startswith(base.rstrip(os.sep) + os.sep):
+        raise UnsafeInput(f"{what}: {path} is a symlink leaving {root} (to {real}); refusing to read it")
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
+        raise UnsafeInput(f"{what}: {path} is {kind}, not a regular file; refusing to read it")
+    return path
+
+
 def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
     """Write `data` to `path` via a temp file in the same directory, fsync and rename."""
     d = os.path.dirname(path) or "."
@@ -63,9 +85,17 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         _unlink(tmp)
+        _name_written(exc, path)
         raise
+
+
+def _name_written(exc: BaseException, path: str) -> None:
+    """A failed write says which file it was writing (a full disk is reported with the path)."""
+    if no_space(exc):
+        assert isinstance(exc, OSError)
+        exc.filename = path
 
 
 def _unlink(path: str) -> None:
@@ -84,8 +114,9 @@ async def stream_to_file(path: str, chunks: AsyncIterator[bytes]) -> None:
             async for chunk in chunks:
                 await in_thread(f.write, chunk)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         _unlink(tmp)
+        _name_written(exc, path)
         raise
 
 
@@ -104,8 +135,9 @@ def _copy_atomic(src: str, dst: str) -> None:
     try:
         shutil.copyfile(src, tmp)
         os.replace(tmp, dst)
-    except BaseException:
+    except BaseException as exc:
         _unlink(tmp)
+        _name_written(exc, dst)
         raise
 
 

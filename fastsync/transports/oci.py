@@ -13,7 +13,7 @@ from fastsync.manifest import dumps, manifest_digest, parse_manifest
 from fastsync import model as m
 from fastsync.model import Descriptor, Digest
 from fastsync.transports.base import Capabilities, ImageDestination, ImageReference, ImageSource, file_chunks
-from fastsync.transports.localfs import atomic_write, blob_exists, place_file, stream_to_file
+from fastsync.transports.localfs import atomic_write, blob_exists, checked_file, place_file, stream_to_file
 
 if TYPE_CHECKING:
     from fastsync.manifest import Manifest
@@ -96,6 +96,7 @@ class OCIImageReference(PathRefReference):
 
     def read_index(self) -> dict[str, Any]:
         try:
+            checked_file(os.path.join(self.path, "index.json"), self.path, str(self))
             with open(os.path.join(self.path, "index.json"), "rb") as f:
                 raw: Optional[bytes] = f.read()
         except FileNotFoundError:
@@ -154,6 +155,7 @@ class OCISource(ImageSource):
     async def get_manifest(self, digest: Optional[Digest] = None) -> tuple[bytes, str]:
         digest = digest or self.top.digest
         try:
+            checked_file(self.reference.blob_path(digest), self.reference.path, f"{self.reference}: manifest {digest}")
             with open(self.reference.blob_path(digest), "rb") as f:
                 raw = f.read()
         except FileNotFoundError:
@@ -161,11 +163,12 @@ class OCISource(ImageSource):
         return checked_manifest(raw, digest, self.top, self.reference)
 
     def blob_path(self, desc: Descriptor) -> Optional[str]:
-        return self.reference.blob_path(desc.digest)
+        return checked_file(self.reference.blob_path(desc.digest), self.reference.path,
+                            f"{self.reference}: blob {desc.digest}")
 
     def blob_chunks(self, desc: Descriptor) -> AsyncIterator[bytes]:
-        path = self.reference.blob_path(desc.digest)
-        if not os.path.exists(path):
+        path = self.blob_path(desc)
+        if path is None:
             raise NotFound(f"{self.reference}: blob {desc.digest} not found")
         return file_chunks(path)
 

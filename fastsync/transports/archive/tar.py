@@ -348,7 +348,13 @@ class TarReader:
             if ti.isfile():
                 return ti
             if not (ti.issym() or ti.islnk()) or seen > 16:
-                raise ArchiveError(f"{self.what}: {name} is not a regular file in the archive")
+                kind = "a FIFO" if ti.isfifo() else "a device" if ti.isdev() else "a directory" if ti.isdir() \
+                    else "a link loop" if seen > 16 else "not a regular file"
+                raise ArchiveError(f"{self.what}: {name} is {kind} in the archive, not a regular file")
+            if ti.issym() and (ti.linkname.startswith("/") or
+                               posixpath.normpath(posixpath.join(posixpath.dirname(key), ti.linkname)).startswith("..")):
+                raise ArchiveError(f"{self.what}: {name} is a symlink leaving the archive (to {ti.linkname}); "
+                                   "refusing to read it")
             seen += 1
             key = _norm(ti.linkname if ti.islnk() else posixpath.join(posixpath.dirname(key), ti.linkname))
 

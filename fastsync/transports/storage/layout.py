@@ -7,6 +7,7 @@ from typing import Iterator, Optional
 
 from fastsync.errors import FastsyncError
 from fastsync.model import Digest
+from fastsync.transports.localfs import checked_file
 
 V2 = os.path.join("docker", "registry", "v2")
 
@@ -45,6 +46,8 @@ class Layout:
     def read_link(self, path: str) -> Optional[Digest]:
         """The digest a link file holds, or None when there is no such link."""
         try:
+            if checked_file(path, self.root, "registry storage link") is None:
+                return None
             with open(path, "rb") as f:
                 text = f.read(200).decode("ascii", "replace").strip()
         except (FileNotFoundError, NotADirectoryError):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import time
 from typing import TYPE_CHECKING, Any, AsyncIterator, Optional
 
@@ -17,6 +16,7 @@ from fastsync.errors import DigestMismatch, NotFound
 from fastsync.manifest import manifest_digest, parse_manifest
 from fastsync.model import Descriptor, Digest
 from fastsync.transports.base import ImageSource, file_chunks
+from fastsync.transports.localfs import checked_file
 
 if TYPE_CHECKING:
     from fastsync.transports.storage.reference import StorageImageReference
@@ -38,6 +38,7 @@ class StorageSource(ImageSource):
             raise NotFound(f"{self.reference}: manifest {digest} is not in repository {self.name}")
         path = self.layout.blob_data(digest)
         try:
+            checked_file(path, self.layout.root, f"{self.reference}: manifest {digest}")
             with open(path, "rb") as f:
                 raw = f.read()
         except FileNotFoundError:
@@ -55,12 +56,13 @@ class StorageSource(ImageSource):
         return raw, man.media_type
 
     def blob_path(self, desc: Descriptor) -> Optional[str]:
-        return self.layout.blob_data(desc.digest)
+        return checked_file(self.layout.blob_data(desc.digest), self.layout.root,
+                            f"{self.reference}: blob {desc.digest}")
 
     def blob_chunks(self, desc: Descriptor) -> AsyncIterator[bytes]:
-        path = self.layout.blob_data(desc.digest)
-        if not os.path.isfile(path):
-            raise NotFound(f"{self.reference}: blob {desc.digest} not found ({path})")
+        path = self.blob_path(desc)
+        if path is None:
+            raise NotFound(f"{self.reference}: blob {desc.digest} not found ({self.layout.blob_data(desc.digest)})")
         return file_chunks(path)
 
     async def list_tags(self) -> list[str]:

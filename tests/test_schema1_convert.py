@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import pytest
 
+from fastsync.engine import gojson
 from fastsync.engine import schema1 as conv
 from fastsync.errors import ManifestError
 from support import images
@@ -129,7 +130,14 @@ def _v1(entry: dict) -> str:
     return json.dumps(entry, separators=(",", ":"), ensure_ascii=False)
 
 
-def odd_schema1(seed: int, *, parent_break: bool = False, docker_version: str = "18.09.7") -> images.SampleImage:
+OLD_CONFIG = {"Hostname": "h", "ExposedPorts": {"80/tcp": {}, "443/tcp": None}, "Env": None, "Cmd": "sh -c x",
+              "Healthcheck": {"Test": ["CMD", "true"], "Interval": 30000000000, "Retries": 0},
+              "Volumes": {"/data": {}}, "Entrypoint": [], "StopTimeout": 5, "Unknown": {"x": 1},
+              "labels": {"b": "2", "a": None}, "OnBuild": [None, "RUN x"]}
+
+
+def odd_schema1(seed: int, *, parent_break: bool = False, docker_version: str = "18.09.7",
+                config: Optional[dict] = None) -> images.SampleImage:
     """Bottom-up: a layer; a throwaway entry whose blob is a real (non-empty) layer; the same history
     entry twice (containers/image keeps one); a layer with HTML characters, an author and a comment;
     an empty-layer top whose created time carries an offset and trailing zeros."""
@@ -150,7 +158,7 @@ def odd_schema1(seed: int, *, parent_break: bool = False, docker_version: str = 
     ]
     top = dict(v1[3])
     top.update({"architecture": "amd64", "os": "linux", "docker_version": docker_version,
-                "config": {"Env": ["A=<b>&c"], "Cmd": ["sh"], "Labels": {"é": "ü"}},
+                "config": config or {"Env": ["A=<b>&c"], "Cmd": ["sh"], "Labels": {"é": "ü"}},
                 "container": "c" * 64, "layer_id": "sha256:" + "d" * 64, "parent_id": "sha256:" + "e" * 64})
     blobs_bottom_up = [l1, l2, l3, l3, EMPTY_GZIP_LAYER]
     history_bottom_up = [_v1(v1[0]), _v1(v1[1]), _v1(v1[2]), _v1(v1[2]), json.dumps(top, indent=2)]
@@ -196,12 +204,26 @@ def test_an_inconsistent_schema1_history_fails_as_in_skopeo(registry, run_skopeo
     assert theirs.returncode == 1 and b"Invalid parent ID. Expected" in theirs.stderr
 
 
-def test_docker_before_1_8_3_is_refused_in_one_line(registry, tmp_path):
-    source = pushed(registry, odd_schema1(33, docker_version="1.8.2"))
+@pytest.mark.parametrize("docker_version", ["1.8.2", "1.6.0", "18.09.7"])
+def test_configs_of_old_dockers_are_re_encoded_as_skopeo_does(docker_version, registry, run_skopeo, tmp_path):
+    """Before Docker 1.8.3 containers/image writes the config from its Go structures (unknown fields
+    dropped, every field in struct order, nil lists as null); later ones keep the raw fields."""
+    source = pushed(registry, odd_schema1(33, docker_version=docker_version, config=OLD_CONFIG))
+    ours, theirs, our_digest, their_digest = both_archives(run_skopeo, source, tmp_path)
+    assert ours == theirs
+    assert our_digest == their_digest
+    config = json.loads(config_of(ours)[1])
+    assert ("Unknown" in config["config"]) == (docker_version == "18.09.7")
+
+
+def test_a_config_field_of_the_wrong_type_fails_as_in_skopeo(registry, run_skopeo, tmp_path):
+    source = pushed(registry, odd_schema1(34, config={"Env": "PATH=/bin"}))
     dest = tmp_path / "x.tar"
     proc = fastsync("copy", "-q", "--src-tls-verify=false", source, f"docker-archive:{dest}")
-    assert_one_line_error(proc, "Docker 1.8.2 (before 1.8.3) is not supported", code=1)
+    assert_one_line_error(proc, "config.Env is not a list of strings", code=1)
     assert not dest.exists()
+    theirs = run_skopeo("copy", "-q", "--src-tls-verify=false", source, f"docker-archive:{dest}", check=False)
+    assert theirs.returncode == 1 and b"cannot unmarshal string" in theirs.stderr
 
 
 # ---- refusals ---------------------------------------------------------------------------------
@@ -240,17 +262,17 @@ def test_preserve_digests_loads_nothing_into_the_daemon(seeded_registry, podman_
     (None, "0001-01-01T00:00:00Z"),
 ])
 def test_times_are_marshalled_as_go_marshals_them(given: Optional[str], marshalled: str):
-    assert conv.go_time(given, "t") == marshalled
+    assert gojson.go_time(given, "t") == marshalled
 
 
 @pytest.mark.parametrize("bad", ["2023-02-30T00:00:00Z", "2023-01-01 00:00:00Z", "2023-01-01T00:00:00", 5])
 def test_bad_times_are_manifest_errors(bad):
     with pytest.raises(ManifestError):
-        conv.go_time(bad, "t")
+        gojson.go_time(bad, "t")
 
 
 def test_strings_are_escaped_as_go_escapes_them():
-    assert conv.go_string('a"\\<>&\x08\x1f\u2028\ud800é\n') == \
+    assert gojson.go_string('a"\\<>&\x08\x1f\u2028\ud800é\n') == \
         '"a\\"\\\\\\u003c\\u003e\\u0026\\u0008\\u001f\\u2028\ufffdé\\n"'
 
 
@@ -268,3 +290,9 @@ def test_go_field_lookup_is_case_insensitive_and_last_wins():
     config = json.loads(conv.schema2_config(s1, []))
     assert config["rootfs"] == {"type": "layers"}      # no diff_ids: omitted, as Go's omitempty does
     assert config["history"] == [{"created": "2021-01-01T00:00:00Z", "created_by": "x y", "empty_layer": True}]
+
+
+@pytest.mark.parametrize("version, older", [("1.8.2", True), ("1.8.3", False), ("1.8", True), ("1.10.0", False),
+                                            ("1.8.3-rc1", True), ("0.9", True), ("-1.9", True), ("", True)])
+def test_docker_versions_compare_as_docker_compares_them(version, older):
+    assert conv._version_less(version, "1.8.3") == older

@@ -197,7 +197,6 @@ class Job:
         manifest built from the schema 1 history."""
         s1 = schema1.parse_schema1(man)
         schema1.check_allowed(self.options, img.signed)
-        schema1.check_convertible(s1)
         sem = asyncio.Semaphore(max(1, self.options.blob_concurrency))
 
         async def one(desc: Descriptor) -> tuple[Digest, Descriptor]:

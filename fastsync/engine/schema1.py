@@ -3,15 +3,13 @@
 For destinations that store only v2s2 (docker-archive:, docker-daemon:). The schema 1 manifest is
 validated and its repeated history entries dropped as manifest.Schema1FromManifest does
 (fixManifestLayers); the config is built from the top history entry's v1Compatibility as
-ToSchema2Config builds it (its raw fields, minus the v1 ids and sizes, plus `rootfs` and `history`,
-marshalled with sorted keys as Go marshals a map); the manifest lists the non-throwaway layers, which
-these destinations receive decompressed (their diff_ids are then their digests), so the config and
-manifest bytes are skopeo's. Images from Docker before 1.8.3, whose config containers/image re-encodes
-through its Go structures, are refused.
+ToSchema2Config builds it (its raw fields -- or, for Docker before 1.8.3, its Go structure re-encoded,
+see gojson -- minus the v1 ids and sizes, plus `rootfs` and `history`, marshalled with sorted keys as
+Go marshals a map); the manifest lists the non-throwaway layers, which these destinations receive
+decompressed (their diff_ids are then their digests), so the config and manifest bytes are skopeo's.
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
@@ -20,6 +18,7 @@ from fastsync import model as m
 from fastsync.errors import ManifestError, Unsupported
 from fastsync.manifest import Manifest, dumps, parse_manifest
 from fastsync.model import Descriptor, Digest
+from fastsync.engine.gojson import Obj, decode, encode_fields, go_string, go_time, load_object
 from fastsync.transports.archive.docker import raw_fields
 
 if TYPE_CHECKING:
@@ -28,11 +27,7 @@ if TYPE_CHECKING:
 
 _DROPPED = ("id", "parent", "parent_id", "layer_id", "throwaway", "Size")
 _HEX64 = re.compile(r"[a-f0-9]{64}\Z")
-_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?(Z|[+-]\d{2}:\d{2})\Z")
-_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-ZERO_TIME = "0001-01-01T00:00:00Z"
-
-
+_ATOI = re.compile(r"[+-]?[0-9]+\Z")
 @dataclass(frozen=True)
 class V1Entry:
     """The fields of one v1Compatibility that the conversion reads (Go's Schema1V1Compatibility)."""
@@ -73,60 +68,16 @@ def _go_field(pairs: list[tuple[str, Any]], name: str) -> Any:
     return found
 
 
-class _Obj(list):
-    """A JSON object as its (key, value) pairs, in document order."""
-
-
-def _pairs(text: str, what: str) -> list[tuple[str, Any]]:
-    try:
-        pairs = json.loads(text, object_pairs_hook=_Obj)
-    except ValueError as exc:
-        raise ManifestError(f"parsing v2s1 history entry {what}: {exc}") from None
-    if not isinstance(pairs, _Obj):
-        raise ManifestError(f"parsing v2s1 history entry {what}: not a JSON object")
-    return pairs
+def _pairs(text: str, what: str) -> Obj:
+    return load_object(text, f"parsing v2s1 history entry {what}")
 
 
 def _typed(value: Any, kind: type, field: str, what: str) -> Any:
     if value is None:
         return kind()
-    if not isinstance(value, kind) or isinstance(value, _Obj):
+    if not isinstance(value, kind) or isinstance(value, Obj):
         raise ManifestError(f"parsing v2s1 history entry {what}: field {field!r} is not a {kind.__name__}")
     return value
-
-
-def go_time(value: Any, what: str) -> str:
-    """An RFC 3339 time as Go parses it and marshals it back (time.Time's JSON)."""
-    if value is None:
-        return ZERO_TIME
-    match = _RFC3339.match(value) if isinstance(value, str) else None
-    if match is None:
-        raise ManifestError(f"{what}: invalid time {value!r} (RFC 3339 expected)")
-    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
-    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-    if not (1 <= month <= 12 and 1 <= day <= _DAYS[month - 1] - (month == 2 and not leap)
-            and hour < 24 and minute < 60 and second < 60):
-        raise ManifestError(f"{what}: invalid time {value!r} (out of range)")
-    frac = (match.group(7) or "")[:9].rstrip("0")
-    zone = match.group(8)
-    if zone in ("+00:00", "-00:00"):
-        zone = "Z"
-    return value[:19] + (f".{frac}" if frac else "") + zone
-
-
-_GO_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "<": "\\u003c",
-               ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-
-
-def go_string(s: str) -> str:
-    """A JSON string as Go's encoding/json writes it (HTML-escaped, U+2028/9 escaped, bad UTF-16 -> U+FFFD)."""
-    s = s.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    out = ['"']
-    for c in s:
-        esc = _GO_ESCAPES.get(c)
-        out.append(esc if esc is not None else f"\\u{ord(c):04x}" if c < " " else c)
-    out.append('"')
-    return "".join(out)
 
 
 def _entry(text: str, index: int) -> V1Entry:
@@ -135,7 +86,7 @@ def _entry(text: str, index: int) -> V1Entry:
     container = _go_field(pairs, "container_config")
     cmd: list[Any] = []
     if container is not None:
-        if not isinstance(container, _Obj):
+        if not isinstance(container, Obj):
             raise ManifestError(f"parsing v2s1 history entry {what}: field 'container_config' is not an object")
         cmd = _typed(_go_field(container, "Cmd"), list, "Cmd", what)
         if not all(isinstance(c, str) for c in cmd):
@@ -188,24 +139,18 @@ def parse_schema1(man: Manifest) -> Schema1:
             del entries[i], sums[i], texts[i]
         elif entries[i].parent != entries[i + 1].id:
             raise ManifestError(f"Invalid parent ID. Expected {entries[i + 1].id}, got {entries[i].parent}")
+    decode(_pairs(texts[0], "0"))     # the config's fields must have Go's types (checked before layers move)
     return Schema1(man, tuple(entries), tuple(sums), texts[0])
 
 
 def _version_less(a: str, b: str) -> bool:
-    """docker's versions.LessThan: dot-separated numbers compared in order (non-numbers count as 0)."""
+    """docker's versions.LessThan: dot-separated numbers (strconv.Atoi: signed, clamped to int64; what
+    does not parse counts as 0) compared in order."""
     def parts(v: str) -> list[int]:
-        return [int(p) if p.isdigit() else 0 for p in v.split(".")]
+        return [max(-(1 << 63), min((1 << 63) - 1, int(p))) if _ATOI.match(p) else 0 for p in v.split(".")]
     pa, pb = parts(a), parts(b)
     n = max(len(pa), len(pb))
     return pa + [0] * (n - len(pa)) < pb + [0] * (n - len(pb))
-
-
-def check_convertible(s1: Schema1) -> None:
-    """Refuse what this conversion does not reproduce: Docker before 1.8.3 (containers/image re-encodes
-    those configs through its Go structures)."""
-    version = _go_field(_pairs(s1.top_v1, "0"), "docker_version")
-    if isinstance(version, str) and version and _version_less(version, "1.8.3"):
-        raise Unsupported(f"converting a schema 1 image made by Docker {version} (before 1.8.3) is not supported")
 
 
 def _history_item(e: V1Entry) -> str:
@@ -222,9 +167,12 @@ def _history_item(e: V1Entry) -> str:
 
 
 def schema2_config(s1: Schema1, diff_ids: list[Digest]) -> bytes:
-    """ToSchema2Config: the v2s2 config for these diff_ids (those of the non-throwaway layers)."""
-    check_convertible(s1)
-    raw = raw_fields(s1.top_v1.encode())
+    """ToSchema2Config: the v2s2 config for these diff_ids (those of the non-throwaway layers). The top
+    v1Compatibility is decoded into Go's Schema2V1Image (which checks its types); its raw fields are
+    kept, except for images made by Docker before 1.8.3, whose config is that structure re-encoded."""
+    image = decode(_pairs(s1.top_v1, "0"))
+    version = image["docker_version"]
+    raw = encode_fields(image) if version and _version_less(version, "1.8.3") else raw_fields(s1.top_v1.encode())
     for key in _DROPPED:
         raw.pop(key, None)
     rootfs = '{"type":"layers"' + (',"diff_ids":[' + ",".join(f'"{d}"' for d in diff_ids) + "]"

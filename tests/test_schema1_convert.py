@@ -296,3 +296,28 @@ def test_go_field_lookup_is_case_insensitive_and_last_wins():
                                             ("1.8.3-rc1", True), ("0.9", True), ("-1.9", True), ("", True)])
 def test_docker_versions_compare_as_docker_compares_them(version, older):
     assert conv._version_less(version, "1.8.3") == older
+
+
+def test_history_entries_without_times_or_commands_get_gos_zero_values():
+    from fastsync.manifest import parse_manifest
+
+    doc = {"schemaVersion": 1, "name": "n", "tag": "t", "architecture": "amd64",
+           "fsLayers": [{"blobSum": sha(EMPTY_GZIP_LAYER)}],
+           "history": [{"v1Compatibility": json.dumps({"id": "b" * 64, "container_config": None})}]}
+    s1 = conv.parse_schema1(parse_manifest(json.dumps(doc).encode()))
+    assert json.loads(conv.schema2_config(s1, [sha(b"x")]))["history"] == [{"created": "0001-01-01T00:00:00Z"}]
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"id": "b" * 64, "throwaway": "yes"}, "throwaway is not a boolean"),
+    ({"id": "b" * 64, "created": "yesterday"}, "created is not an RFC 3339 time"),
+    ({"id": "b" * 64, "container_config": {"Cmd": "sh"}}, "container_config.Cmd is not a list of strings"),
+    ({"id": "short"}, "image ID 'short' is invalid"),
+])
+def test_malformed_history_entries_are_one_line_manifest_errors(entry, message):
+    from fastsync.manifest import parse_manifest
+
+    doc = {"schemaVersion": 1, "name": "n", "tag": "t", "architecture": "amd64",
+           "fsLayers": [{"blobSum": sha(EMPTY_GZIP_LAYER)}], "history": [{"v1Compatibility": json.dumps(entry)}]}
+    with pytest.raises(ManifestError, match=message):
+        conv.parse_schema1(parse_manifest(json.dumps(doc).encode()))

@@ -96,18 +96,24 @@ _INT64 = range(-(1 << 63), 1 << 63)
 def _zero(kind: Kind) -> Any:
     if isinstance(kind, tuple):
         return {name: _zero(k) for name, k, _ in kind[1]} if kind[0] == "struct" else None
-    return {"str": "", "bool": False, "int": 0}.get(kind)
+    return {"str": "", "bool": False, "int": 0, "time": ZERO_TIME}.get(kind)
 
 
-def _fail(path: str, want: str) -> ManifestError:
-    return ManifestError(f"decoding configuration: {path} is not {want}")
+class _Mismatch(Exception):
+    def __init__(self, path: str, want: str) -> None:
+        super().__init__(path, want)
+        self.path, self.want = path, want
+
+
+def _fail(path: str, want: str) -> _Mismatch:
+    return _Mismatch(path, want)
 
 
 def _decode(kind: Kind, value: Any, path: str) -> Any:
     if isinstance(kind, tuple):
         if kind[0] == "ptr":
             return None if value is None else _decode(kind[1], value, path)
-        return decode_struct(kind[1], value, path)
+        return _struct(kind[1], value, path)
     if value is None:
         return ZERO_TIME if kind == "time" else _zero(kind)
     if kind == "str":
@@ -123,7 +129,10 @@ def _decode(kind: Kind, value: Any, path: str) -> Any:
             raise _fail(path, "an integer")
         return value
     if kind == "time":
-        return go_time(value, f"decoding configuration: {path}")
+        try:
+            return go_time(value, path)
+        except ManifestError:
+            raise _fail(path, "an RFC 3339 time") from None
     if kind == "strslice" and isinstance(value, str):
         return [value]
     if kind in ("strings", "strslice"):
@@ -146,9 +155,7 @@ def _decode(kind: Kind, value: Any, path: str) -> Any:
     return out
 
 
-def decode_struct(fields: tuple[Field, ...], value: Any, path: str) -> dict[str, Any]:
-    """A JSON object (as (key, value) pairs) into a Go struct: keys matched exactly, else
-    case-insensitively; unknown keys ignored; null leaves a field's zero value."""
+def _struct(fields: tuple[Field, ...], value: Any, path: str) -> dict[str, Any]:
     out = _zero(("struct", fields))
     if value is None:
         return out
@@ -162,9 +169,14 @@ def decode_struct(fields: tuple[Field, ...], value: Any, path: str) -> dict[str,
     return out
 
 
-def decode(pairs: Any) -> dict[str, Any]:
-    """The top v1Compatibility (as pairs) as Go's Schema2V1Image."""
-    return decode_struct(V1IMAGE, pairs, "")
+def decode(fields: tuple[Field, ...], pairs: Any, what: str) -> dict[str, Any]:
+    """A JSON object (as Obj pairs) decoded into a Go struct of `fields`: keys matched exactly, else
+    case-insensitively (a later duplicate wins); unknown keys ignored; null leaves a zero value; a value
+    of the wrong type fails, as Go's Unmarshal does."""
+    try:
+        return _struct(fields, pairs, "")
+    except _Mismatch as exc:
+        raise ManifestError(f"{what}: {exc.path or 'the value'} is not {exc.want}") from None
 
 
 def _empty(kind: Kind, value: Any) -> bool:

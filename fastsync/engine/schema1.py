@@ -18,7 +18,7 @@ from fastsync import model as m
 from fastsync.errors import ManifestError, Unsupported
 from fastsync.manifest import Manifest, dumps, parse_manifest
 from fastsync.model import Descriptor, Digest
-from fastsync.engine.gojson import Obj, decode, encode_fields, go_string, go_time, load_object
+from fastsync.engine.gojson import V1IMAGE, Field, Obj, decode, encode_fields, go_string, load_object
 from fastsync.transports.archive.docker import raw_fields
 
 if TYPE_CHECKING:
@@ -28,6 +28,13 @@ if TYPE_CHECKING:
 _DROPPED = ("id", "parent", "parent_id", "layer_id", "throwaway", "Size")
 _HEX64 = re.compile(r"[a-f0-9]{64}\Z")
 _ATOI = re.compile(r"[+-]?[0-9]+\Z")
+# Go's Schema1V1Compatibility: what containers/image reads of every history entry
+V1_COMPAT: tuple[Field, ...] = (
+    ("id", "str", True), ("parent", "str", True), ("comment", "str", True), ("created", "time", False),
+    ("container_config", ("struct", (("Cmd", "strings", False),)), True), ("author", "str", True),
+    ("throwaway", "bool", True))
+
+
 @dataclass(frozen=True)
 class V1Entry:
     """The fields of one v1Compatibility that the conversion reads (Go's Schema1V1Compatibility)."""
@@ -59,48 +66,14 @@ class Schema1:
         return tuple(Descriptor(m.DOCKER_LAYER_GZIP, d, -1) for d in seen)
 
 
-def _go_field(pairs: list[tuple[str, Any]], name: str) -> Any:
-    """The value Go's encoding/json gives field `name`: the last key matching it, case-insensitively."""
-    found = None
-    for key, value in pairs:
-        if key.lower() == name.lower():
-            found = value
-    return found
-
-
 def _pairs(text: str, what: str) -> Obj:
     return load_object(text, f"parsing v2s1 history entry {what}")
 
 
-def _typed(value: Any, kind: type, field: str, what: str) -> Any:
-    if value is None:
-        return kind()
-    if not isinstance(value, kind) or isinstance(value, Obj):
-        raise ManifestError(f"parsing v2s1 history entry {what}: field {field!r} is not a {kind.__name__}")
-    return value
-
-
 def _entry(text: str, index: int) -> V1Entry:
-    what = str(index)
-    pairs = _pairs(text, what)
-    container = _go_field(pairs, "container_config")
-    cmd: list[Any] = []
-    if container is not None:
-        if not isinstance(container, Obj):
-            raise ManifestError(f"parsing v2s1 history entry {what}: field 'container_config' is not an object")
-        cmd = _typed(_go_field(container, "Cmd"), list, "Cmd", what)
-        if not all(isinstance(c, str) for c in cmd):
-            raise ManifestError(f"parsing v2s1 history entry {what}: container_config.Cmd is not a list of strings")
-    throwaway = _go_field(pairs, "throwaway")
-    if throwaway is not None and not isinstance(throwaway, bool):
-        raise ManifestError(f"parsing v2s1 history entry {what}: field 'throwaway' is not a boolean")
-    return V1Entry(id=_typed(_go_field(pairs, "id"), str, "id", what),
-                   parent=_typed(_go_field(pairs, "parent"), str, "parent", what),
-                   comment=_typed(_go_field(pairs, "comment"), str, "comment", what),
-                   created=go_time(_go_field(pairs, "created"), f"parsing v2s1 history entry {what}"),
-                   created_by=" ".join(cmd),
-                   author=_typed(_go_field(pairs, "author"), str, "author", what),
-                   throwaway=bool(throwaway))
+    e = decode(V1_COMPAT, _pairs(text, str(index)), f"parsing v2s1 history entry {index}")
+    return V1Entry(e["id"], e["parent"], e["comment"], e["created"], " ".join(e["container_config"]["Cmd"] or ()),
+                   e["author"], e["throwaway"])
 
 
 def parse_schema1(man: Manifest) -> Schema1:
@@ -139,7 +112,7 @@ def parse_schema1(man: Manifest) -> Schema1:
             del entries[i], sums[i], texts[i]
         elif entries[i].parent != entries[i + 1].id:
             raise ManifestError(f"Invalid parent ID. Expected {entries[i + 1].id}, got {entries[i].parent}")
-    decode(_pairs(texts[0], "0"))     # the config's fields must have Go's types (checked before layers move)
+    decode(V1IMAGE, _pairs(texts[0], "0"), "decoding configuration")   # the config's fields must have Go's types (checked before layers move)
     return Schema1(man, tuple(entries), tuple(sums), texts[0])
 
 
@@ -170,7 +143,7 @@ def schema2_config(s1: Schema1, diff_ids: list[Digest]) -> bytes:
     """ToSchema2Config: the v2s2 config for these diff_ids (those of the non-throwaway layers). The top
     v1Compatibility is decoded into Go's Schema2V1Image (which checks its types); its raw fields are
     kept, except for images made by Docker before 1.8.3, whose config is that structure re-encoded."""
-    image = decode(_pairs(s1.top_v1, "0"))
+    image = decode(V1IMAGE, _pairs(s1.top_v1, "0"), "decoding configuration")
     version = image["docker_version"]
     raw = encode_fields(image) if version and _version_less(version, "1.8.3") else raw_fields(s1.top_v1.encode())
     for key in _DROPPED:

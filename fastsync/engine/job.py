@@ -11,10 +11,12 @@ import asyncio
 import time
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, AsyncIterator, Callable, Optional
 
 from fastsync import manifest as mf
+from fastsync import model as m
 from fastsync.core.recompress import LayerEdit, layer_edits
+from fastsync.engine import schema1
 from fastsync.engine.blob import CACHE, SOURCE, THERE, BlobMover, Moved
 from fastsync.engine.formats import check_preserved, index_target, target_type
 from fastsync.engine.transfers import SharedTransfers, Transfer, gather_or_cancel
@@ -168,6 +170,8 @@ class Job:
         return await self._copy_single(img, child, instance=True)
 
     async def _copy_single(self, img: _Image, man: Manifest, instance: bool) -> Manifest:
+        if man.is_schema1 and schema1.converts_for(img.dst, self.options):
+            return await self._copy_schema1(img, man, instance)
         edits = layer_edits(man, self.options, img.src.layer_compression,
                             img.dst.capabilities.compress_layers and not img.signed)
         if edits and man.is_schema1:
@@ -194,6 +198,26 @@ class Job:
         done = await gather_or_cancel(one(d) for d in man.blobs())
         if edits:
             final = mf.rewrite_image(man, target, dict(r for r in done if r is not None))
+        await img.dst.put_manifest(final, instance=instance)
+        return final
+
+    async def _copy_schema1(self, img: _Image, man: Manifest, instance: bool) -> Manifest:
+        """A schema 1 image to a destination storing only v2s2, converted as skopeo converts it: every
+        layer decompressed (its digest is then the diff_id the config needs), then the config and
+        manifest built from the schema 1 history."""
+        s1 = schema1.parse_schema1(man)
+        schema1.check_allowed(self.options, img.signed)
+        sem = asyncio.Semaphore(max(1, self.options.blob_concurrency))
+
+        async def one(desc: Descriptor) -> tuple[Digest, Descriptor]:
+            async with sem:
+                return desc.digest, await self._edited(img, desc, LayerEdit(None))
+
+        layers = dict(await gather_or_cancel(one(d) for d in s1.layers()))
+        config, final = schema1.to_schema2(s1, layers)
+        assert final.config is not None
+        await img.dst.put_blob(Descriptor(m.DOCKER_CONFIG, final.config.digest, len(config)), _chunk(config))
+        img.res.count(len(config), SOURCE)
         await img.dst.put_manifest(final, instance=instance)
         return final
 
@@ -253,6 +277,10 @@ class Job:
 
     def _on_retry(self, what: str) -> Callable[[BaseException, float], None]:
         return lambda exc, delay: self.emit(Event("retry", message=f"{what}: {exc}; retrying in {delay:.1f}s"))
+
+
+async def _chunk(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 __all__ = ["Job", "ImageResult"]

@@ -1,6 +1,6 @@
 """Signed Docker schema 1 manifests (libtrust JWS, ECDSA P-256), as docker produced them.
 
-``make_schema1``, ``manifest_digest`` (signatures stripped, as distribution computes it),
+``make_schema1``, ``sign_schema1``, ``manifest_digest`` (signatures stripped, as distribution computes it),
 ``libtrust_key_id`` (also the ``kid`` distribution's token auth matches).
 """
 from __future__ import annotations
@@ -65,10 +65,6 @@ def manifest_digest(manifest: bytes) -> str:
 
 def make_schema1(seed: int, name: str = SCHEMA1_NAME, tag: str = SCHEMA1_TAG,
                  arch: str = "amd64", layer_size: int = 32 * 1024) -> SampleImage:
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-
     # Layers bottom-up: a real layer, an ENV (empty layer), a second real layer, a CMD (empty).
     raw1, l1 = make_layer(layer_seed(seed, 0), layer_size, "gzip")
     raw2, l2 = make_layer(layer_seed(seed, 1), layer_size, "gzip")
@@ -108,6 +104,22 @@ def make_schema1(seed: int, name: str = SCHEMA1_NAME, tag: str = SCHEMA1_TAG,
         "fsLayers": [{"blobSum": sha256_digest(b)} for b, _ in reversed(steps)],
         "history": [{"v1Compatibility": s} for s in reversed(v1)],
     }
+    data, digest = sign_schema1(manifest, seed)
+    blobs: dict[str, Blob] = {}
+    for b, _ in steps:
+        blobs.setdefault(sha256_digest(b), Blob(sha256_digest(b), b, DOCKER_LAYER_GZIP))
+    return SampleImage(manifest=data, media_type=DOCKER_V2S1_SIGNED, digest=digest,
+                       blobs=tuple(blobs.values()), platform=("linux", arch, None),
+                       diff_ids=(sha256_digest(raw1), sha256_digest(raw2)))
+
+
+def sign_schema1(manifest: dict, seed: int) -> tuple[bytes, str]:
+    """``manifest`` (a schema 1 document without signatures) signed as docker signed it, with a key
+    derived from ``seed``; returns (the signed bytes, the registry's digest of them)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
     payload = json.dumps(manifest, indent=3).encode()  # Go's MarshalIndent(m, "", "   ")
     # libtrust: formatLength = index after the last non-space char before the final '}'
     close = payload.rstrip().rfind(b"}")
@@ -130,9 +142,4 @@ def make_schema1(seed: int, name: str = SCHEMA1_NAME, tag: str = SCHEMA1_TAG,
     #                           + MarshalIndent(sigs, "   ", "   ") + "\n}"
     marshalled = json.dumps(sigs, indent=3).replace("\n", "\n   ")
     data = payload[:format_length] + b',\n   "signatures": ' + marshalled.encode() + b"\n}"
-    blobs: dict[str, Blob] = {}
-    for b, _ in steps:
-        blobs.setdefault(sha256_digest(b), Blob(sha256_digest(b), b, DOCKER_LAYER_GZIP))
-    return SampleImage(manifest=data, media_type=DOCKER_V2S1_SIGNED, digest=sha256_digest(payload),
-                       blobs=tuple(blobs.values()), platform=("linux", arch, None),
-                       diff_ids=(sha256_digest(raw1), sha256_digest(raw2)))
+    return data, sha256_digest(payload)

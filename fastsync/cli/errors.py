@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional
 
 import click
 
-from fastsync.cli.flags import check_retry_times, go_bool_names
+from fastsync.cli.flags import check_retry_times, go_bool_args
 from fastsync.errors import FastsyncError
 from fastsync.retry import retrying_sync
 
@@ -19,9 +19,7 @@ class FastsyncGroup(click.Group):
 
     def main(self, args: Optional[list[str]] = None, prog_name: Optional[str] = None, **extra: Any) -> Any:
         args = list(sys.argv[1:] if args is None else args)
-        bools = go_bool_names(self, set())
-        end = args.index("--") if "--" in args else len(args)
-        args = [a + "=true" if i < end and a in bools else a for i, a in enumerate(args)]
+        args = go_bool_args(self, args)
         try:
             rv = super().main(args, prog_name or "fastsync", standalone_mode=False, **extra)
         except click.exceptions.Abort:

@@ -6,7 +6,7 @@ from typing import Any, Callable, Optional
 
 import click
 
-from fastsync.errors import UsageError
+from fastsync.errors import FastsyncError, UsageError
 from fastsync.model import Platform
 from fastsync.options import Credentials, TransportOptions
 
@@ -21,27 +21,51 @@ class GoBoolOption(click.Option):
 
 
 def go_bool(name: str, help: str) -> Callable:
-    return click.option(name, cls=GoBoolOption, **OPT_BOOL, help=help + " (--flag or --flag=false)")
+    return go_flag(name, help=help)
 
 
-def go_bool_names(cmd: click.Command, names: set[str]) -> set[str]:
+def go_flag(*decls: str, help: str, hidden: bool = False) -> Callable:
+    """A Go-style boolean option: click.option's `decls` (`-a`, `--all`, `all_`)."""
+    return click.option(*decls, cls=GoBoolOption, **OPT_BOOL, hidden=hidden, help=help + " (--flag or --flag=false)")
+
+
+def go_bool_rewrites(cmd: click.Command) -> dict[str, str]:
+    """token -> `--long=true` for the Go-style booleans of `cmd` (short names too: `-a` -> `--all=true`)."""
+    out = {}
     for param in cmd.params:
         if isinstance(param, GoBoolOption):
-            names.update(o for o in param.opts if o.startswith("--"))
-    for sub in getattr(cmd, "commands", {}).values():
-        go_bool_names(sub, names)
-    return names
+            longs = [o for o in param.opts if o.startswith("--")]
+            for o in param.opts:
+                out[o] = f"{longs[0] if longs else o}=true"
+    return out
 
 
-def transport_flags(prefix: str, daemon: bool = True) -> Callable:
+def go_bool_args(group: click.Group, args: list[str]) -> list[str]:
+    """`args` with every bare Go-style boolean made explicit, read per command as Go reads them:
+    the root's flags before the command's name, the command's (and its subcommands') after it."""
+    cmd: click.Command = group
+    rewrites = go_bool_rewrites(group)
+    out = []
+    for i, a in enumerate(args):
+        if a == "--":
+            return out + args[i:]
+        sub = getattr(cmd, "commands", {}).get(a) if not a.startswith("-") else None
+        if sub is not None:
+            cmd = sub
+            rewrites = {**rewrites, **go_bool_rewrites(sub)}
+        out.append(rewrites.get(a, a))
+    return out
+
+
+def transport_flags(prefix: str, daemon: bool = True, oci: bool = False) -> Callable:
     """--{prefix}creds, --{prefix}tls-verify, ... for one side ('src-', 'dest-' or ''); `daemon`: also
-    --{prefix}daemon-host (docker-daemon: only)."""
+    --{prefix}daemon-host (docker-daemon: only); `oci`: also --{prefix}shared-blob-dir (oci: only)."""
     def deco(f: Callable) -> Callable:
         for opt in reversed([
             click.option(f"--{prefix}creds", metavar="USER[:PASS]", help="credentials for the registry"),
             click.option(f"--{prefix}username", metavar="USER", help="username for the registry"),
             click.option(f"--{prefix}password", metavar="PASS", help="password for the registry"),
-            click.option(f"--{prefix}no-creds", is_flag=True, help="access the registry anonymously"),
+            go_bool(f"--{prefix}no-creds", "access the registry anonymously"),
             click.option(f"--{prefix}cert-dir", metavar="DIR", help="CA certs (*.crt) and client.cert/.key"),
             go_bool(f"--{prefix}tls-verify", "require HTTPS and verify certificates"),
             click.option(f"--{prefix}registry-token", metavar="TOKEN", help="bearer token for the registry"),
@@ -49,6 +73,9 @@ def transport_flags(prefix: str, daemon: bool = True) -> Callable:
             *([click.option(f"--{prefix}daemon-host", metavar="HOST",
                             help="use the docker daemon at HOST (docker-daemon: only; default "
                                  "unix:///var/run/docker.sock)")] if daemon else []),
+            *([click.option(f"--{prefix}shared-blob-dir", metavar="DIRECTORY",
+                            help="DIRECTORY to use to share blobs across OCI repositories (oci: only)")]
+              if oci else []),
         ]):
             f = opt(f)
         return f
@@ -83,7 +110,26 @@ def topts(kw: dict[str, Any], prefix: str, shared_authfile: Optional[str] = None
                             no_creds=kw.pop(f"{p}no_creds", False),
                             registry_token=kw.pop(f"{p}registry_token", None),
                             authfile=kw.pop(f"{p}authfile", None) or shared_authfile,
-                            daemon_host=kw.pop(f"{p}daemon_host", None))
+                            daemon_host=kw.pop(f"{p}daemon_host", None),
+                            shared_blob_dir=kw.pop(f"{p}shared_blob_dir", None) or None)
+
+
+def additional_tags(values: tuple[str, ...]) -> tuple[str, ...]:
+    """skopeo copy --additional-tag (a Go string slice: repeated and/or comma-separated), each a
+    NAME:TAG, checked and normalised as skopeo checks them."""
+    from fastsync.reference import parse_docker_reference
+
+    out = []
+    for value in values:
+        for image in value.split(","):
+            try:
+                ref = parse_docker_reference(image)
+            except FastsyncError as exc:
+                raise FastsyncError(f"error parsing additional-tag '{image}': {exc}") from None
+            if not ref.tag:
+                raise FastsyncError(f"additional-tag '{image}' must be a tagged reference")
+            out.append(str(ref))
+    return tuple(out)
 
 
 def compression_options(compress: bool, decompress: bool, fmt: Optional[str], level: Optional[int]) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """copy, inspect, list-tags, delete, manifest-digest: one image (or repository) at a time."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Any, Optional
 
@@ -8,7 +9,7 @@ import click
 
 from fastsync import api
 from fastsync.cli.errors import handle_errors, with_retries
-from fastsync.cli.flags import (check_retry_times, compression_options, platform_of, retry_option, topts,
+from fastsync.cli.flags import (additional_tags, check_retry_times, compression_options, go_flag, platform_of, retry_option, topts,
                                 transport_flags, write_stdout)
 from fastsync.engine.describe import go_json
 from fastsync.errors import UsageError
@@ -18,30 +19,43 @@ from fastsync.options import CopyOptions
 @click.command()
 @click.argument("source")
 @click.argument("destination")
-@click.option("-a", "--all", "all_", is_flag=True, help="copy every image of a manifest list/index")
+@go_flag("-a", "--all", "all_", help="copy every image of a manifest list/index")
 @click.option("--multi-arch", type=click.Choice(["system", "all", "index-only"]), default=None,
               help="which images of a list to copy (default: system)")
 @click.option("-f", "--format", "fmt", type=click.Choice(["oci", "v2s2"]), help="convert the manifest format")
-@click.option("--preserve-digests", is_flag=True, help="fail instead of changing any digest")
+@go_flag("--preserve-digests", help="fail instead of changing any digest")
 @click.option("--retry-times", type=int, default=3, show_default=True, help="retries per blob on network errors")
 @click.option("--digestfile", metavar="PATH", help="write the digest of the copied manifest here")
-@click.option("--dest-compress", is_flag=True, help="compress uncompressed layers (gzip unless --dest-compress-format)")
-@click.option("--dest-decompress", is_flag=True, help="store layers uncompressed")
+@go_flag("--dest-compress", help="compress uncompressed layers (gzip unless --dest-compress-format)")
+@go_flag("--dest-decompress", help="store layers uncompressed")
 @click.option("--dest-compress-format", type=click.Choice(["gzip", "zstd"]), help="(re)compress layers to this format")
 @click.option("--dest-compress-level", type=int, metavar="N", help="compression level (gzip 0-9, zstd 1-22)")
-@click.option("-q", "--quiet", is_flag=True, help="no progress output")
-@click.option("--remove-signatures", is_flag=True, help="do not copy signatures (fastsync copies none)")
+@go_flag("-q", "--quiet", help="no progress output")
+@go_flag("--remove-signatures", help="do not copy signatures (fastsync copies none)")
 @click.option("--authfile", metavar="PATH", help="auth file for both source and destination")
-@transport_flags("src-")
-@transport_flags("dest-")
+@click.option("--additional-tag", "additional_tag", multiple=True, metavar="NAME:TAG",
+              help="more tags for the image written (docker-archive:); repeat or separate with commas")
+@go_flag("--dest-oci-accept-uncompressed-layers", help="keep uncompressed layers uncompressed in oci: and "
+         "oci-archive: (by default they are gzipped, as skopeo does)")
+@go_flag("--dest-precompute-digests", help="learn a layer's digest before uploading it, to skip layers the "
+         "registry has (fastsync always does: recompressed layers are digested before any upload)")
+@click.option("--screds", hidden=True, metavar="USER[:PASS]", help="old spelling of --src-creds")
+@click.option("--dcreds", hidden=True, metavar="USER[:PASS]", help="old spelling of --dest-creds")
+@transport_flags("src-", oci=True)
+@transport_flags("dest-", oci=True)
 @click.pass_context
 @handle_errors
 def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_arch: Optional[str],
          fmt: Optional[str], preserve_digests: bool, retry_times: int, digestfile: Optional[str], quiet: bool,
          remove_signatures: bool, authfile: Optional[str], dest_compress: bool, dest_decompress: bool,
-         dest_compress_format: Optional[str], dest_compress_level: Optional[int], **kw: Any) -> None:
+         dest_compress_format: Optional[str], dest_compress_level: Optional[int], additional_tag: tuple[str, ...],
+         dest_oci_accept_uncompressed_layers: Optional[bool], dest_precompute_digests: Optional[bool],
+         screds: Optional[str], dcreds: Optional[str], **kw: Any) -> None:
     """Copy an image from SOURCE to DESTINATION (transport:details names)."""
     check_retry_times(retry_times)
+    for alias, name in ((screds, "src_creds"), (dcreds, "dest_creds")):
+        if alias is not None and kw.get(name) is None:
+            kw[name] = alias
     if all_ and multi_arch not in (None, "all"):
         raise UsageError("--all conflicts with --multi-arch " + str(multi_arch))
     options = CopyOptions(multi_arch="all" if all_ else (multi_arch or "system"), platform=platform_of(ctx),
@@ -49,6 +63,8 @@ def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_ar
                           **compression_options(dest_compress, dest_decompress, dest_compress_format,
                                                 dest_compress_level))
     src_opts, dst_opts = topts(kw, "src-", authfile), topts(kw, "dest-", authfile)
+    dst_opts = dataclasses.replace(dst_opts, additional_tags=additional_tags(additional_tag),
+                                   oci_accept_uncompressed_layers=bool(dest_oci_accept_uncompressed_layers))
     from fastsync.cli.render import CopyPrinter
 
     result = api.copy_image(source, destination, options, src_opts, dst_opts, ctx.obj["global"],
@@ -60,12 +76,12 @@ def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_ar
 
 @click.command()
 @click.argument("image")
-@click.option("--raw", is_flag=True, help="print the manifest (or with --config, the config) as stored")
-@click.option("--config", "config", is_flag=True, help="print the image config")
-@click.option("-n", "--no-tags", is_flag=True, help="do not list the repository's tags")
+@go_flag("--raw", help="print the manifest (or with --config, the config) as stored")
+@go_flag("--config", "config", help="print the image config")
+@go_flag("-n", "--no-tags", help="do not list the repository's tags")
 @click.option("--format", "fmt", hidden=True)
 @retry_option
-@transport_flags("")
+@transport_flags("", oci=True)
 @click.pass_context
 @handle_errors
 def inspect(ctx: click.Context, image: str, raw: bool, config: bool, no_tags: bool, fmt: Optional[str],
@@ -98,7 +114,7 @@ def list_tags(ctx: click.Context, repository: str, retry_times: int, **kw: Any) 
 @click.command()
 @click.argument("image")
 @retry_option
-@transport_flags("")
+@transport_flags("", oci=True)
 @click.pass_context
 @handle_errors
 def delete(ctx: click.Context, image: str, retry_times: int, **kw: Any) -> None:

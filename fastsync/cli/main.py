@@ -12,17 +12,18 @@ from fastsync import __version__
 from fastsync.api import backend
 from fastsync.cli import auth, images, offline, sync
 from fastsync.cli.errors import FastsyncGroup
+from fastsync.cli.flags import go_flag
 from fastsync.options import GlobalOptions
 
 
 @click.group(cls=FastsyncGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-v", "--version", prog_name="fastsync",
                       message=f"%(prog)s version %(version)s (native core: {backend()})")
-@click.option("--debug", is_flag=True, help="log requests and decisions to stderr")
+@go_flag("--debug", help="log requests and decisions to stderr")
 @click.option("--command-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="abort the command after this long")
 @click.option("--tmpdir", metavar="DIR", help="directory for temporary files")
-@click.option("--insecure-policy", is_flag=True, help="accepted for skopeo compatibility (no signature policy "
+@go_flag("--insecure-policy", help="accepted for skopeo compatibility (no signature policy "
               "is enforced yet)")
 @click.option("--override-arch", metavar="ARCH", help="use ARCH instead of the host's when choosing images")
 @click.option("--override-os", metavar="OS", help="use OS instead of the host's when choosing images")

@@ -51,7 +51,7 @@ def _store(cache: Optional[str], no_cache: bool = False) -> Any:
 
 def register(main: click.Group) -> None:
     from fastsync.cli.errors import handle_errors
-    from fastsync.cli.flags import check_retry_times, compression_options, topts, transport_flags
+    from fastsync.cli.flags import check_retry_times, compression_options, go_flag, topts, transport_flags
 
     @main.command()
     @click.argument("source")
@@ -59,12 +59,12 @@ def register(main: click.Group) -> None:
     @click.option("-s", "--src", "src_kind", required=True, metavar="KIND",
                   help="SOURCE kind: docker, dir, yaml, list, image-syncer, registry-storage, docker-daemon")
     @click.option("-d", "--dest", "dest_kind", required=True, metavar="KIND", help="DESTINATION kind: docker, dir, registry-storage, docker-daemon")
-    @click.option("--scoped", is_flag=True, help="prefix destinations with the full source image path")
-    @click.option("-a", "--all", "all_", is_flag=True, help="copy every image of a list/index")
-    @click.option("--keep-going", is_flag=True, help="do not stop at the first failed image")
-    @click.option("--dry-run", is_flag=True, help="plan and report, copy nothing")
-    @click.option("--preserve-digests", is_flag=True, help="fail instead of changing any digest")
-    @click.option("--remove-signatures", is_flag=True, help="do not copy signatures (none are copied)")
+    @go_flag("--scoped", help="prefix destinations with the full source image path")
+    @go_flag("-a", "--all", "all_", help="copy every image of a list/index")
+    @go_flag("--keep-going", help="do not stop at the first failed image")
+    @go_flag("--dry-run", help="plan and report, copy nothing")
+    @go_flag("--preserve-digests", help="fail instead of changing any digest")
+    @go_flag("--remove-signatures", help="do not copy signatures (none are copied)")
     @click.option("-f", "--format", "fmt", type=click.Choice(["oci", "v2s2"]), help="convert manifests to this type")
     @click.option("--retry-times", type=int, default=3, show_default=True, help="retries per blob")
     @click.option("--append-suffix", default="", metavar="SUFFIX", help="append to every destination name")
@@ -75,11 +75,11 @@ def register(main: click.Group) -> None:
     @click.option("--auth", "auth_file", metavar="PATH", help="image-syncer auth file (registry -> credentials)")
     @click.option("-j", "--jobs", type=click.IntRange(1, 256), help="blob transfers per registry (default: adaptive)")
     @click.option("--cache", metavar="DIR", help="blob cache (default $XDG_CACHE_HOME/fastsync)")
-    @click.option("--no-cache", is_flag=True, help="do not use the blob cache")
+    @go_flag("--no-cache", help="do not use the blob cache")
     @click.option("--report", metavar="FILE.json", help="write a JSON report of every image")
-    @click.option("-q", "--quiet", is_flag=True, help="no progress output")
-    @click.option("--dest-compress", is_flag=True, help="compress uncompressed layers")
-    @click.option("--dest-decompress", is_flag=True, help="store layers uncompressed")
+    @go_flag("-q", "--quiet", help="no progress output")
+    @go_flag("--dest-compress", help="compress uncompressed layers")
+    @go_flag("--dest-decompress", help="store layers uncompressed")
     @click.option("--dest-compress-format", type=click.Choice(["gzip", "zstd"]), help="(re)compress layers")
     @click.option("--dest-compress-level", type=int, metavar="N", help="compression level")
     @transport_flags("src-")

@@ -35,16 +35,21 @@ class LayerEdit:
         return f"{self.format or 'none'}-{self.level if self.level is not None else 'default'}"
 
 
-def layer_edits(man: "Manifest", options: "CopyOptions") -> dict[Digest, LayerEdit]:
-    """The layers of `man` whose compression must change under skopeo's --dest-compress* flags."""
+def layer_edits(man: "Manifest", options: "CopyOptions", compress_uncompressed: bool = False) -> dict[Digest, LayerEdit]:
+    """The layers of `man` whose compression must change under skopeo's --dest-compress* flags;
+    `compress_uncompressed`: the destination wants uncompressed layers gzipped when no flag says
+    otherwise (containers/image's oci: destination), unless digests are to be preserved."""
+    implicit = (compress_uncompressed and not options.preserve_digests and not man.is_schema1
+                and not (options.dest_compress_format or options.dest_compress))
     if options.dest_decompress:
         wanted = LayerEdit(None)
-    elif options.dest_compress_format or options.dest_compress:
+    elif options.dest_compress_format or options.dest_compress or implicit:
         wanted = LayerEdit(options.dest_compress_format or "gzip", options.dest_compress_level)
     else:
         return {}
     # --dest-compress alone compresses what is uncompressed; a format recompresses everything else too
-    only_uncompressed = options.dest_compress and not options.dest_compress_format and not options.dest_decompress
+    only_uncompressed = (options.dest_compress or implicit) and not options.dest_compress_format \
+        and not options.dest_decompress
     edits = {}
     for d in man.layers:
         current = compression_of(d.media_type)

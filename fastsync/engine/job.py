@@ -153,7 +153,7 @@ class Job:
         return await self._copy_single(img, child, instance=True)
 
     async def _copy_single(self, img: _Image, man: Manifest, instance: bool) -> Manifest:
-        edits = layer_edits(man, self.options)
+        edits = layer_edits(man, self.options, img.dst.capabilities.compress_uncompressed)
         if edits and man.is_schema1:
             raise Unsupported("changing the layer compression of a schema 1 image is not supported")
         if edits and self.options.preserve_digests:

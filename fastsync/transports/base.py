@@ -96,6 +96,7 @@ class Capabilities:
     can_mount: bool = False                            # cross-repository blob mount
     accepts_files: bool = False                        # put_blob_file links/copies a local file
     supports_index: bool = True
+    compress_uncompressed: bool = False                # gzip uncompressed layers unless told otherwise
 
 
 class ImageDestination(ABC):

@@ -79,16 +79,19 @@ class PathRefReference(ImageReference):
 class OCIImageReference(PathRefReference):
     transport = "oci"
 
-    def blob_path(self, digest: Digest) -> str:
-        return os.path.join(self.path, "blobs", digest.algorithm, digest.hex)
+    def blob_path(self, digest: Digest, shared_blob_dir: Optional[str] = None) -> str:
+        """Where a blob lives: the layout's blobs/<alg>/<hex>, or <alg>/<hex> under a shared blob
+        directory (skopeo's --shared-blob-dir, as containers/image's blobPath)."""
+        root = os.path.abspath(shared_blob_dir) if shared_blob_dir else os.path.join(self.path, "blobs")
+        return os.path.join(root, digest.algorithm, digest.hex)
 
     async def open_source(self, session: "Session", opts: "TransportOptions") -> "OCISource":
-        return OCISource(self, self.resolve())
+        return OCISource(self, self.resolve(), opts.shared_blob_dir)
 
     async def open_destination(self, session: "Session", opts: "TransportOptions") -> "OCIDestination":
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise FastsyncError(f"{self}: exists and is not a directory")
-        return OCIDestination(self)
+        return OCIDestination(self, opts.shared_blob_dir, opts.oci_accept_uncompressed_layers)
 
     def read_index(self) -> dict[str, Any]:
         try:
@@ -143,24 +146,28 @@ def locked(path: str) -> Iterator[None]:
 
 
 class OCISource(ImageSource):
-    def __init__(self, ref: OCIImageReference, top: Descriptor) -> None:
+    def __init__(self, ref: OCIImageReference, top: Descriptor, shared_blob_dir: Optional[str] = None) -> None:
         self.reference = ref
         self.top = top
+        self.shared_blob_dir = shared_blob_dir
+
+    def _path(self, digest: Digest) -> str:
+        return self.reference.blob_path(digest, self.shared_blob_dir)
 
     async def get_manifest(self, digest: Optional[Digest] = None) -> tuple[bytes, str]:
         digest = digest or self.top.digest
         try:
-            with open(self.reference.blob_path(digest), "rb") as f:
+            with open(self._path(digest), "rb") as f:
                 raw = f.read()
         except FileNotFoundError:
             raise NotFound(f"{self.reference}: manifest {digest} not found") from None
         return checked_manifest(raw, digest, self.top, self.reference)
 
     def blob_path(self, desc: Descriptor) -> Optional[str]:
-        return self.reference.blob_path(desc.digest)
+        return self._path(desc.digest)
 
     def blob_chunks(self, desc: Descriptor) -> AsyncIterator[bytes]:
-        path = self.reference.blob_path(desc.digest)
+        path = self._path(desc.digest)
         if not os.path.exists(path):
             raise NotFound(f"{self.reference}: blob {desc.digest} not found")
         return file_chunks(path)
@@ -173,10 +180,13 @@ class OCISource(ImageSource):
 class OCIDestination(ImageDestination):
     # Like containers/image, the layout holds OCI manifests only (skopeo ignores other types in
     # index.json), so Docker manifests are converted on the way in.
-    capabilities = Capabilities(accepts_files=True, manifest_types=frozenset({m.OCI_MANIFEST, m.OCI_INDEX}))
-
-    def __init__(self, ref: OCIImageReference) -> None:
+    # and, as containers/image, it gzips uncompressed layers unless --dest-oci-accept-uncompressed-layers
+    def __init__(self, ref: OCIImageReference, shared_blob_dir: Optional[str] = None,
+                 accept_uncompressed: bool = False) -> None:
         self.reference = ref
+        self.shared_blob_dir = shared_blob_dir
+        self.capabilities = Capabilities(accepts_files=True, manifest_types=frozenset({m.OCI_MANIFEST, m.OCI_INDEX}),
+                                         compress_uncompressed=not accept_uncompressed)
         self.top: Optional[Descriptor] = None
         try:
             os.makedirs(os.path.join(ref.path, "blobs", "sha256"), exist_ok=True)
@@ -187,15 +197,20 @@ class OCIDestination(ImageDestination):
 
     @property
     def blob_namespace(self) -> str:
+        if self.shared_blob_dir:
+            return f"oci-blobs:{os.path.abspath(self.shared_blob_dir)}"
         return f"oci:{self.reference.path}"
 
     def _blob(self, digest: Digest) -> str:
-        path = self.reference.blob_path(digest)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        path = self.reference.blob_path(digest, self.shared_blob_dir)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        except OSError as exc:
+            raise FastsyncError(f"{self.reference}: cannot create {os.path.dirname(path)}: {exc.strerror}") from None
         return path
 
     async def try_reuse_blob(self, desc: Descriptor, mount_from=None) -> bool:
-        return blob_exists(self.reference.blob_path(desc.digest), desc)
+        return blob_exists(self.reference.blob_path(desc.digest, self.shared_blob_dir), desc)
 
     async def put_blob(self, desc: Descriptor, chunks: AsyncIterator[bytes]) -> None:
         await stream_to_file(self._blob(desc.digest), chunks)

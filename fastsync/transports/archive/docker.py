@@ -92,7 +92,7 @@ class DockerArchiveReference(ImageReference):
         if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
             raise FastsyncError(f"{self}: docker-archive doesn't support modifying existing images "
                                 "(the file is not empty)")
-        return DockerArchiveDestination(self)
+        return DockerArchiveDestination(self, tuple(parse_docker_reference(t) for t in opts.additional_tags))
 
 
 def choose_item(items: list[dict[str, Any]], ref: DockerArchiveReference) -> dict[str, Any]:
@@ -223,8 +223,9 @@ async def _decompressed(chunks: AsyncIterator[bytes], decoder: Decoder) -> Async
 class DockerArchiveDestination(ImageDestination):
     capabilities = Capabilities(manifest_types=frozenset({m.DOCKER_V2S2}), supports_index=False)
 
-    def __init__(self, ref: DockerArchiveReference) -> None:
+    def __init__(self, ref: DockerArchiveReference, additional_tags: tuple[DockerReference, ...] = ()) -> None:
         self.reference = ref
+        self.additional_tags = additional_tags      # skopeo copy --additional-tag: more RepoTags
         self.tar = TarWriter(ref.path, str(ref))
         self.stored: dict[Digest, str] = {}     # blob digest -> member name
         self.man: Optional["Manifest"] = None
@@ -259,6 +260,7 @@ class DockerArchiveDestination(ImageDestination):
             raise FastsyncError(f"{self.reference}: the config has media type {self.man.config.media_type}")
         layers = [self.stored[d.digest] for d in self.man.layers]
         tags = [self.reference.ref] if self.reference.ref is not None else []
+        tags += [t for t in self.additional_tags if str(t) not in {str(x) for x in tags}]
         config = self.tar.read(config_name)
         repositories: dict[str, dict[str, str]] = {}
         top = write_legacy_layers(self.tar, layers, config)

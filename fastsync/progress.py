@@ -7,6 +7,11 @@ Kinds:
   image-done     an image was written (digest = its manifest digest, size = bytes read from the source)
   image-skipped  the destination already had it (digest), nothing moved
   image-failed   the image failed (message = the one-line error)
+  list-start     an index is copied: digest = its digest, digests = its instances in order, size = how many
+  list-written   the index was written (digest = the source index's)
+  manifest-start one image manifest is copied (digest = the source manifest's,
+                 digests = its layers in order, message = its config digest)
+  manifest-written  that manifest was written, or found there already (digest and message as above)
   blob-start     a blob transfer begins (size = its size)
   blob-done      a blob finished (size = bytes moved; reused = already there/mounted/deduplicated;
                  cached = placed from the local cache, not read from the source)
@@ -32,6 +37,7 @@ class Event:
     cached: bool = False         # blob-done/bytes: from the local cache, nothing read from the source
     message: str = ""
     total: int = 0               # plan-done: bytes the plan may move (blobs not known to be there)
+    digests: tuple[str, ...] = ()  # list-start: instances; manifest-start: layers (in manifest order)
 
 
 EventSink = Callable[[Event], None]

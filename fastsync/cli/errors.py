@@ -33,7 +33,7 @@ class FastsyncGroup(click.Group):
                 if isinstance(exc, click.UsageError) and exc.ctx is not None else ""
             message = " ".join(exc.format_message().split())
             click.echo(f"Error: {message}{where}", err=True)
-            sys.exit(exc.exit_code)
+            sys.exit(1 if isinstance(exc, click.UsageError) else exc.exit_code)   # skopeo: 1
         sys.exit(rv if isinstance(rv, int) else 0)
 
 

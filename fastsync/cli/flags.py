@@ -41,20 +41,41 @@ def go_bool_rewrites(cmd: click.Command) -> dict[str, str]:
 
 
 def go_bool_args(group: click.Group, args: list[str]) -> list[str]:
-    """`args` with every bare Go-style boolean made explicit, read per command as Go reads them:
-    the root's flags before the command's name, the command's (and its subcommands') after it."""
-    cmd: click.Command = group
-    rewrites = go_bool_rewrites(group)
-    out = []
-    for i, a in enumerate(args):
+    """`args` read as skopeo (cobra, Go's flag rules) reads them: every bare Go-style boolean made
+    explicit (the root's flags before the command's name, the command's after it), and the root's
+    persistent flags (all but --version/--help) accepted after the command's name too (`fastsync
+    inspect --override-arch arm64 IMAGE`), moved before it unless the command has its own."""
+    root = {o: p for p in group.params if isinstance(p, click.Option) and p.name not in ("version", "help")
+            for o in p.opts}
+    root_rewrites = go_bool_rewrites(group)
+    head: list[str] = []
+    tail: list[str] = []
+    cmd: Optional[click.Command] = None
+    rewrites = root_rewrites
+    i = 0
+    while i < len(args):
+        a = args[i]
         if a == "--":
-            return out + args[i:]
-        sub = getattr(cmd, "commands", {}).get(a) if not a.startswith("-") else None
+            tail += args[i:]
+            break
+        sub = getattr(cmd or group, "commands", {}).get(a) if not a.startswith("-") else None
         if sub is not None:
             cmd = sub
             rewrites = {**rewrites, **go_bool_rewrites(sub)}
-        out.append(rewrites.get(a, a))
-    return out
+            tail.append(a)
+        elif cmd is None:
+            head.append(rewrites.get(a, a))
+        else:
+            name = a.split("=", 1)[0]
+            param = root.get(name)
+            if param is not None and name not in {o for p in cmd.params for o in p.opts}:
+                takes_value = not (isinstance(param, GoBoolOption) or param.is_flag or "=" in a)
+                head += [root_rewrites.get(a, a)] + (args[i + 1:i + 2] if takes_value else [])
+                i += 2 if takes_value else 1
+                continue
+            tail.append(rewrites.get(a, a))
+        i += 1
+    return head + tail
 
 
 def transport_flags(prefix: str, daemon: bool = True, oci: bool = False) -> Callable:

@@ -20,7 +20,7 @@ from fastsync.options import CopyOptions
 @click.argument("source")
 @click.argument("destination")
 @go_flag("-a", "--all", "all_", help="copy every image of a manifest list/index")
-@click.option("--multi-arch", type=click.Choice(["system", "all", "index-only"]), default=None,
+@click.option("--multi-arch", default=None, metavar="system|all|index-only",
               help="which images of a list to copy (default: system)")
 @click.option("-f", "--format", "fmt", type=click.Choice(["oci", "v2s2"]), help="convert the manifest format")
 @go_flag("--preserve-digests", help="fail instead of changing any digest")
@@ -56,8 +56,11 @@ def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_ar
     for alias, name in ((screds, "src_creds"), (dcreds, "dest_creds")):
         if alias is not None and kw.get(name) is None:
             kw[name] = alias
-    if all_ and multi_arch not in (None, "all"):
-        raise UsageError("--all conflicts with --multi-arch " + str(multi_arch))
+    if multi_arch not in (None, "system", "all", "index-only"):
+        raise UsageError(f'unknown multi-arch option "{multi_arch}". Choose one of the supported options: '
+                         "'system', 'all', or 'index-only'")
+    if all_ and multi_arch is not None:
+        raise UsageError("Cannot use --all and --multi-arch flags together")
     options = CopyOptions(multi_arch="all" if all_ else (multi_arch or "system"), platform=platform_of(ctx),
                           format=fmt, preserve_digests=preserve_digests, retry_times=retry_times,
                           **compression_options(dest_compress, dest_decompress, dest_compress_format,
@@ -68,7 +71,7 @@ def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_ar
     from fastsync.cli.render import CopyPrinter
 
     result = api.copy_image(source, destination, options, src_opts, dst_opts, ctx.obj["global"],
-                            on_event=None if quiet else CopyPrinter(sys.stderr))
+                            on_event=None if quiet else CopyPrinter(sys.stdout))
     if digestfile:
         with open(digestfile, "w") as f:
             f.write(str(result.digest))

@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 import click
 
+from fastsync.cli.skopeo_log import SkopeoSyncLog, source_count
 from fastsync.errors import FastsyncError, UsageError
 from fastsync.options import CopyOptions
 
@@ -114,9 +115,11 @@ def register(main: click.Group) -> None:
                                                                      (jobs or options.max_jobs) + 8))
         src_opts, dst_opts = topts(kw, "src-", authfile), topts(kw, "dest-", authfile)
         store = _store(cache, no_cache)
-        sink, display = _display(quiet)
+        shown, display, sink = _display(quiet, bool(dry_run))
         started = time.time()
         with display:
+            if isinstance(shown, SkopeoSyncLog):
+                shown.start()
             request = SyncRequest(source, destination or "", src_kind, dest_kind, options, src_opts, dst_opts,
                                   scoped, append_suffix, src_registry, auth_file)
             result = sync_images(request, gopts, store, sink)
@@ -129,6 +132,8 @@ def register(main: click.Group) -> None:
                     if r.digest and not r.error:
                         f.write(f"{r.digest} {r.destination}\n")
         failed = result.failed
+        if isinstance(shown, SkopeoSyncLog) and (not failed or keep_going):
+            shown.finish(sum(1 for r in result.images if not r.error), source_count(r.source for r in result.images))
         if failed:
             first = failed[0]
             if not keep_going:
@@ -197,15 +202,18 @@ def register(main: click.Group) -> None:
             sys.exit(1)
 
 
-def _display(quiet: bool) -> tuple[Any, Any]:
-    """(event sink, context manager around the job): bars on a terminal, plain lines otherwise."""
+def _display(quiet: bool, dry_run: bool = False) -> tuple[Any, Any, Any]:
+    """(display, context manager around the job, event sink): bars on a terminal, skopeo's log lines
+    otherwise."""
     if quiet:
-        return None, nullcontext()
+        return None, nullcontext(), None
     if sys.stderr.isatty():
         from fastsync.cli.render import RichProgress
 
         bars = RichProgress(sys.stderr)
-        return bars, bars
-    from fastsync.cli.render import SyncPrinter
+        return bars, bars, bars
+    from fastsync.cli.render import PerImageReport
+    from fastsync.progress import fan_out
 
-    return SyncPrinter(sys.stderr), nullcontext()
+    log = SkopeoSyncLog(sys.stderr, dry_run)        # and each image's copy report on stdout, as skopeo
+    return log, nullcontext(), fan_out(log, PerImageReport(sys.stdout))

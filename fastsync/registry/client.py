@@ -158,6 +158,8 @@ class RegistryClient:
             return Unauthorized(f"{what}: unauthorized: {msg}", status, code)
         if status == 403:
             return Unauthorized(f"{what}: denied: {msg}", status, code)
+        if code:       # as containers/image prints an OCI error: "manifest unknown: manifest unknown"
+            msg = f"{code.lower().replace('_', ' ')}: {msg}"
         if status == 404:
             return NotFound(f"{what}: {msg}")
         exc = RegistryError(f"{what}: {msg} (HTTP {status})", status, code)

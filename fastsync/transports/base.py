@@ -82,7 +82,7 @@ class ImageSource(ABC):
         return None
 
     async def list_tags(self) -> list[str]:
-        raise Unsupported(f"listing tags is not supported by the {self.reference.transport}: transport")
+        raise Unsupported(f"Unsupported transport '{self.reference.transport}' for tag listing")
 
     async def close(self) -> None:
         return None

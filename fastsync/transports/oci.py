@@ -52,7 +52,8 @@ class PathRefReference(ImageReference):
     def parse_index(self, raw: Optional[bytes]) -> dict[str, Any]:
         """index.json's document (None: there is none), checked for shape."""
         if raw is None:
-            raise NotFound(f"{self}: not an OCI {self.container} (no index.json)")
+            raise NotFound(f"{self}: not an OCI {self.container} (open {os.path.join(self.path, 'index.json')}: "
+                           "no such file or directory)")
         try:
             doc = json.loads(raw)
         except ValueError as exc:
@@ -67,7 +68,8 @@ class PathRefReference(ImageReference):
         if self.ref:
             found = [d for d in entries if (d.get("annotations") or {}).get(REF_NAME) == self.ref]
             if not found:
-                raise NotFound(f"{self}: no image named {self.ref!r} in the {self.container}")
+                raise NotFound(f"{self}: no image named {self.ref!r} in the {self.container} "
+                               f'(no descriptor found for reference "{self.ref}")')
         else:
             found = entries
             if len(found) != 1:

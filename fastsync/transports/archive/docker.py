@@ -95,6 +95,27 @@ class DockerArchiveReference(ImageReference):
         return DockerArchiveDestination(self, tuple(parse_docker_reference(t) for t in opts.additional_tags))
 
 
+def archive_tags(ref: DockerArchiveReference, tmpdir: Optional[str] = None) -> list[str]:
+    """skopeo list-tags docker-archive:PATH: every image's RepoTags in manifest.json order, `@N`
+    for an untagged image N (containers/image's archive Reader.List)."""
+    reader = TarReader(ref.path, str(ref), tmpdir)
+    try:
+        try:
+            items = json.loads(reader.read("manifest.json"))
+        except NotFound:
+            raise ArchiveError(f"{ref}: not a docker archive (no manifest.json)") from None
+        except ValueError as exc:
+            raise ManifestError(f"{ref}: manifest.json is not valid JSON: {exc}") from None
+    finally:
+        reader.close()
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ManifestError(f"{ref}: manifest.json is not a list of images")
+    tags = []
+    for i, item in enumerate(items):
+        tags += [str(parse_docker_reference(t, default_tag=True)) for t in item.get("RepoTags") or ()] or [f"@{i}"]
+    return tags
+
+
 def choose_item(items: list[dict[str, Any]], ref: DockerArchiveReference) -> dict[str, Any]:
     """The manifest.json entry `ref` names (containers/image's ChooseManifestItem)."""
     if ref.ref is not None:
@@ -107,10 +128,10 @@ def choose_item(items: list[dict[str, Any]], ref: DockerArchiveReference) -> dic
                     raise ManifestError(f"{ref}: invalid tag {tag!r} in manifest.json item @{i}") from None
                 if str(parsed) == want:
                     return item
-        raise NotFound(f"{ref}: tag {want!r} not found in the archive")
+        raise NotFound(f'{ref}: Tag "{want}" not found in the archive')
     if ref.index >= 0:
         if ref.index >= len(items):
-            raise NotFound(f"{ref}: invalid source index @{ref.index}, only {len(items)} manifest items available")
+            raise NotFound(f"{ref}: Invalid source index @{ref.index}, only {len(items)} manifest items available")
         return items[ref.index]
     if len(items) != 1:
         raise NotFound(f"{ref}: the archive holds {len(items)} images; name one as "

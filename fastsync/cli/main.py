@@ -10,7 +10,7 @@ import click
 
 from fastsync import __version__
 from fastsync.api import backend
-from fastsync.cli import auth, images, offline, sync
+from fastsync.cli import auth, help, images, offline, sync
 from fastsync.cli.errors import FastsyncGroup
 from fastsync.cli.flags import go_flag
 from fastsync.options import GlobalOptions
@@ -53,6 +53,7 @@ for _cmd in images.COMMANDS:
 auth.register(main)
 sync.register(main)
 offline.register(main)
+help.register(main)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -138,3 +138,44 @@ def test_a_truncated_xz_archive_is_one_line(tmp_path, dir_of, sample_images):
     data = (tmp_path / "a.tar.xz").read_bytes()
     (tmp_path / "cut.tar.xz").write_bytes(data[:len(data) // 2])
     assert_one_line_error(fastsync("inspect", f"docker-archive:{tmp_path / 'cut.tar.xz'}"), "xz", code=1)
+
+
+def _merge_archives(parts: list[Path], out: Path) -> None:
+    """One docker-archive holding the images of `parts` (as `docker save` of several images writes)."""
+    import io
+
+    items, seen = [], set()
+    with tarfile.open(out, "w") as dst:
+        for part in parts:
+            with tarfile.open(part) as src:
+                for ti in src.getmembers():
+                    if ti.name == "manifest.json":
+                        items += json.load(src.extractfile(ti))
+                    elif ti.name not in seen and ti.name != "repositories":
+                        seen.add(ti.name)
+                        dst.addfile(ti, src.extractfile(ti) if ti.isfile() else None)
+        data = json.dumps(items).encode()
+        ti = tarfile.TarInfo("manifest.json")
+        ti.size = len(data)
+        dst.addfile(ti, io.BytesIO(data))
+
+
+def test_an_archive_of_several_images_is_read_as_skopeo_reads_it(tmp_path, dir_of, sample_images, run_skopeo):
+    one, two, untagged = tmp_path / "1.tar", tmp_path / "2.tar", tmp_path / "3.tar"
+    ok(fastsync("copy", "-q", "--additional-tag", "a/b:2", f"dir:{dir_of(sample_images['v2s2'])}",
+                f"docker-archive:{one}:a/b:1"))
+    ok(fastsync("copy", "-q", f"dir:{dir_of(sample_images['oci'])}", f"docker-archive:{two}:c/d:1"))
+    ok(fastsync("copy", "-q", f"dir:{dir_of(sample_images['shared'])}", f"docker-archive:{untagged}"))
+    many = tmp_path / "many.tar"
+    _merge_archives([one, two, untagged], many)
+    assert ok(fastsync("list-tags", f"docker-archive:{many}")).stdout == \
+        run_skopeo("list-tags", f"docker-archive:{many}").stdout
+    for sel in ("@0", "@1", "@2", "a/b:1", "a/b:2", "docker.io/c/d:1"):
+        name = f"docker-archive:{many}:{sel}"
+        assert ok(fastsync("inspect", "--config", "--raw", name)).stdout == \
+            run_skopeo("inspect", "--config", "--raw", name).stdout, sel
+    theirs = run_skopeo("inspect", f"docker-archive:{many}", check=False)
+    ours = fastsync("inspect", f"docker-archive:{many}")
+    assert theirs.returncode == ours.returncode == 1
+    assert "Unexpected tar manifest.json: expected 1 item, got 3" in theirs.stderr.decode()
+    assert_one_line_error(ours, "Unexpected tar manifest.json: expected 1 item, got 3", code=1)

@@ -134,8 +134,8 @@ def choose_item(items: list[dict[str, Any]], ref: DockerArchiveReference) -> dic
             raise NotFound(f"{ref}: Invalid source index @{ref.index}, only {len(items)} manifest items available")
         return items[ref.index]
     if len(items) != 1:
-        raise NotFound(f"{ref}: the archive holds {len(items)} images; name one as "
-                       "docker-archive:PATH:NAME:TAG or docker-archive:PATH:@N")
+        raise NotFound(f"{ref}: Unexpected tar manifest.json: expected 1 item, got {len(items)} (the archive "
+                       "holds several images; name one as docker-archive:PATH:NAME:TAG or docker-archive:PATH:@N)")
     return items[0]
 
 

@@ -111,7 +111,8 @@ class RichProgress:
         # the bar fills with what reached the destinations; the rate is what came from the source
         self.progress.update(self.bytes_task, completed=t.bytes_done, amount=f"{_human(t.bytes_done)}"
                              + (f"/{_human(t.bytes_planned)}" if t.bytes_planned else "")
-                             + (f" ({_human(t.bytes_cached)} from cache)" if t.bytes_cached else ""),
+                             + (f" ({_human(min(t.bytes_unique_cached, t.bytes_done))} from cache)"
+                                if t.bytes_unique_cached else ""),
                              rate=f"{_human(t.rate)}/s", **kw)
 
     def __call__(self, ev: Event) -> None:

@@ -2,14 +2,18 @@
 (a real registry, an authenticated one, dir:/oci:/docker-archive: made here), comparing the exit
 status, stdout, and the stderr wording scripts grep. A difference found is a new row.
 
-A row: (id, argv, what to compare). argv may use {reg} {auth} (registry hosts), {dir} {oci} {arch}
-(inputs), {missing} (a path that does not exist), {out} (a fresh path, one per tool).
-`compare`: "stdout" (byte-equal), "sync-log" (sync's logrus lines scripts parse: `Running in dry-run
-mode`, `Copying image ref N/M` / `Would have copied image ref N/M` with their `from`, `Synced N images
-from M sources`, compared without their time; and stdout's copy reports as "lines"), "lines" (the same lines, in any order: skopeo prints the
-`Copying blob` lines of a registry source from concurrent goroutines, in no fixed order), "json" (equal after dropping the keys fastsync adds on purpose,
-see README "Differences from skopeo"), "exit" (the status only), or an error fragment: both fail
-with the same status and both stderrs contain it.
+A row: (id, argv, compare). argv may use {reg} {auth} (registry hosts), {dir} {oci} {arch}
+{untagged} (inputs), {missing} (a path that does not exist), {out} (a fresh path, one per tool).
+`compare` is one of:
+- "stdout": byte-equal;
+- "lines": the same stdout lines in any order (skopeo prints the `Copying blob` lines of a registry
+  source from concurrent goroutines, in no fixed order);
+- "json": equal after dropping the keys fastsync adds on purpose (README "Differences from skopeo");
+- "sync-log": sync's logrus lines scripts parse (`Running in dry-run mode`, `Copying image ref N/M` /
+  `Would have copied image ref N/M` with their `from`, `Synced N images from M sources`), without
+  their time, and stdout's copy reports as "lines";
+- "exit": the status only;
+- anything else is an error fragment: both fail with the same status and both stderrs hold it.
 """
 from __future__ import annotations
 
@@ -57,7 +61,8 @@ ROWS: list[tuple[str, str, str]] = [
     ("inspect-bad-password", "inspect --tls-verify=false --creds fastsync:wrong docker://{auth}/samples/v2s2:1",
      "unauthorized: authentication required"),
     ("inspect-plain-http-with-tls", "inspect docker://{reg}/" + V2S2, "pinging container registry {reg}"),
-    ("inspect-refused", "inspect --tls-verify=false docker://127.0.0.1:1/x:1", "pinging container registry 127.0.0.1:1"),
+    ("inspect-refused", "inspect --tls-verify=false docker://127.0.0.1:1/x:1",
+     "pinging container registry 127.0.0.1:1"),
     ("inspect-bad-transport", "inspect foo:bar", 'Invalid image name "foo:bar", unknown transport "foo"'),
     ("inspect-no-transport", "inspect nothing",
      'Invalid image name "nothing", expected colon-separated transport:reference'),
@@ -80,6 +85,9 @@ ROWS: list[tuple[str, str, str]] = [
     ("copy-index-report", "copy --all --src-tls-verify=false docker://{reg}/" + MULTI + " oci:{out}:x", "lines"),
     ("copy-registry-report", "copy --src-tls-verify=false docker://{reg}/" + V2S2 + " dir:{out}", "lines"),
     ("copy-quiet", "copy -q dir:{dir} dir:{out}", "stdout"),
+    ("copy-deprecated-tls-verify", "copy --tls-verify=false docker://{reg}/" + V2S2 + " dir:{out}", "lines"),
+    ("sync-deprecated-tls-verify", "sync --tls-verify=false --src docker --dest dir {reg}/samples/v2s2 {out}",
+     "sync-log"),
     ("copy-quiet-go-bool", "copy --quiet=true dir:{dir} dir:{out}", "stdout"),
     ("copy-debug-after-command", "copy --debug=false -q dir:{dir} dir:{out}", "stdout"),
     ("copy-missing-source", "copy --src-tls-verify=false docker://{reg}/samples/v2s2:nope dir:{out}",
@@ -97,7 +105,8 @@ ROWS: list[tuple[str, str, str]] = [
     ("sync-missing-repo", "sync --src docker --dest dir --src-tls-verify=false {reg}/no/such {out}", "exit"),
     # ---- delete, manifest-digest, commands ------------------------------------------------------
     ("delete-missing-tag", "delete --tls-verify=false docker://{reg}/samples/v2s2:nope",
-     "Unable to delete {reg}/samples/v2s2:nope. Image may not exist or is not stored with a v2 Schema in a v2 registry"),
+     "Unable to delete {reg}/samples/v2s2:nope. Image may not exist or is not stored with a v2 Schema in a v2 "
+     "registry"),
     ("manifest-digest", "manifest-digest {dir}/manifest.json", "stdout"),
     ("manifest-digest-missing", "manifest-digest {missing}", "exit"),
     ("unknown-command", "no-such-command", "exit"),
@@ -111,7 +120,8 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, seeded_registry: Any, auth_
     sample = images.sample_set()
     images.write_dir(sample["v2s2"], base / "dir")
     run_skopeo("copy", "-q", f"dir:{base / 'dir'}", f"oci:{base / 'oci'}:t")
-    run_skopeo("copy", "-q", "--additional-tag", "c/d:2", f"dir:{base / 'dir'}", f"docker-archive:{base / 'a.tar'}:a/b:1")
+    run_skopeo("copy", "-q", "--additional-tag", "c/d:2", f"dir:{base / 'dir'}",
+               f"docker-archive:{base / 'a.tar'}:a/b:1")
     run_skopeo("copy", "-q", f"dir:{base / 'dir'}", f"docker-archive:{base / 'u.tar'}")
     repo, tag = images.sample_repo("v2s2")
     auth_registry.push_image(sample["v2s2"], repo, "1")
@@ -159,7 +169,8 @@ def test_skopeo_and_fastsync_agree(row: tuple[str, str, str], inputs: dict[str, 
     env = {**os.environ, "REGISTRY_AUTH_FILE": str(tmp_path / "no-auth.json"), "PYTHONPATH": str(ROOT)}
     theirs = _run(["skopeo"], argv, {**inputs, "out": str(tmp_path / "skopeo-out")}, env)
     ours = _run([sys.executable, "-m", "fastsync"], argv, {**inputs, "out": str(tmp_path / "fastsync-out")}, env)
-    said = f"\nskopeo ({theirs.returncode}): {theirs.stderr.decode()}\nfastsync ({ours.returncode}): {ours.stderr.decode()}"
+    said = (f"\nskopeo ({theirs.returncode}): {theirs.stderr.decode()}"
+            f"\nfastsync ({ours.returncode}): {ours.stderr.decode()}")
     assert ours.returncode == theirs.returncode, said
     if compare == "stdout":
         assert ours.stdout == theirs.stdout, said

@@ -22,8 +22,9 @@ ELSEWHERE: dict[str, set[str]] = {
     # inspect --format Go templates (issue 11, the template engineer)
     "inspect": {"--format"},
 }
-# skopeo's hidden flags scripts still use (not in --help): copy's old credential aliases.
-HIDDEN = {"copy": {"--screds", "--dcreds"}}
+# skopeo's hidden flags scripts still use (not in --help): copy's old credential aliases, and copy's
+# and sync's deprecated --tls-verify (both sides)
+HIDDEN = {"copy": {"--screds", "--dcreds", "--tls-verify"}, "sync": {"--tls-verify"}}
 
 _SKOPEO_LINE = re.compile(r"^\s+(?:-\w, )?(--[\w.-]+)(?: (\S+))?")
 _CLICK_LINE = re.compile(r"^\s+(?:-\w, )?(--[\w.-]+)")

@@ -135,6 +135,22 @@ def topts(kw: dict[str, Any], prefix: str, shared_authfile: Optional[str] = None
                             shared_blob_dir=kw.pop(f"{p}shared_blob_dir", None) or None)
 
 
+def deprecated_tls_verify(f: Callable) -> Callable:
+    """skopeo copy's and sync's hidden, deprecated `--tls-verify`: both sides' default."""
+    return go_flag("--tls-verify", "deprecated_tls_verify", hidden=True,
+                   help="deprecated: use --src-tls-verify and --dest-tls-verify")(f)
+
+
+def apply_deprecated_tls_verify(value: Optional[bool], kw: dict[str, Any]) -> None:
+    """As skopeo: the value of the old `--tls-verify` for each side not given its own, and a warning."""
+    if value is None:
+        return
+    click.echo("Warning: '--tls-verify' is deprecated, instead use: --src-tls-verify, --dest-tls-verify", err=True)
+    for side in ("src_tls_verify", "dest_tls_verify"):
+        if kw.get(side) is None:
+            kw[side] = value
+
+
 def additional_tags(values: tuple[str, ...]) -> tuple[str, ...]:
     """skopeo copy --additional-tag (a Go string slice: repeated and/or comma-separated), each a
     NAME:TAG, checked and normalised as skopeo checks them."""

@@ -9,8 +9,9 @@ import click
 
 from fastsync import api
 from fastsync.cli.errors import handle_errors, with_retries
-from fastsync.cli.flags import (additional_tags, check_retry_times, compression_options, go_flag, platform_of, retry_option, topts,
-                                transport_flags, write_stdout)
+from fastsync.cli.flags import (additional_tags, apply_deprecated_tls_verify, check_retry_times,
+                                compression_options, deprecated_tls_verify, go_flag, platform_of, retry_option,
+                                topts, transport_flags, write_stdout)
 from fastsync.engine.describe import go_json
 from fastsync.errors import UsageError
 from fastsync.options import CopyOptions
@@ -41,6 +42,7 @@ from fastsync.options import CopyOptions
          "registry has (fastsync always does: recompressed layers are digested before any upload)")
 @click.option("--screds", hidden=True, metavar="USER[:PASS]", help="old spelling of --src-creds")
 @click.option("--dcreds", hidden=True, metavar="USER[:PASS]", help="old spelling of --dest-creds")
+@deprecated_tls_verify
 @transport_flags("src-", oci=True)
 @transport_flags("dest-", oci=True)
 @click.pass_context
@@ -50,9 +52,11 @@ def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_ar
          remove_signatures: bool, authfile: Optional[str], dest_compress: bool, dest_decompress: bool,
          dest_compress_format: Optional[str], dest_compress_level: Optional[int], additional_tag: tuple[str, ...],
          dest_oci_accept_uncompressed_layers: Optional[bool], dest_precompute_digests: Optional[bool],
-         screds: Optional[str], dcreds: Optional[str], **kw: Any) -> None:
+         screds: Optional[str], dcreds: Optional[str], deprecated_tls_verify: Optional[bool], **kw: Any) -> None:
     """Copy an image from SOURCE to DESTINATION (transport:details names)."""
+    del dest_precompute_digests     # what fastsync always does (see the flag's help)
     check_retry_times(retry_times)
+    apply_deprecated_tls_verify(deprecated_tls_verify, kw)
     for alias, name in ((screds, "src_creds"), (dcreds, "dest_creds")):
         if alias is not None and kw.get(name) is None:
             kw[name] = alias

@@ -52,7 +52,8 @@ def _store(cache: Optional[str], no_cache: bool = False) -> Any:
 
 def register(main: click.Group) -> None:
     from fastsync.cli.errors import handle_errors
-    from fastsync.cli.flags import check_retry_times, compression_options, go_flag, topts, transport_flags
+    from fastsync.cli.flags import (apply_deprecated_tls_verify, check_retry_times, compression_options,
+                                    deprecated_tls_verify, go_flag, topts, transport_flags)
 
     @main.command()
     @click.argument("source")
@@ -85,6 +86,7 @@ def register(main: click.Group) -> None:
     @click.option("--dest-compress-level", type=int, metavar="N", help="compression level")
     @transport_flags("src-")
     @transport_flags("dest-")
+    @deprecated_tls_verify
     @click.pass_context
     @handle_errors
     def sync(ctx: click.Context, source: str, destination: Optional[str], src_kind: str, dest_kind: str,
@@ -93,7 +95,8 @@ def register(main: click.Group) -> None:
              digestfile: Optional[str], authfile: Optional[str], src_registry: Optional[str],
              dest_registry: Optional[str], auth_file: Optional[str], jobs: Optional[int], cache: Optional[str],
              no_cache: bool, report: Optional[str], quiet: bool, dest_compress: bool, dest_decompress: bool,
-             dest_compress_format: Optional[str], dest_compress_level: Optional[int], **kw: Any) -> None:
+             dest_compress_format: Optional[str], dest_compress_level: Optional[int],
+             deprecated_tls_verify: Optional[bool], **kw: Any) -> None:
         """Copy every image of SOURCE to DESTINATION (skopeo sync, plus lists and image-syncer files)."""
         from fastsync.sync.inputs import SyncRequest, sync_images
         from fastsync.sync.plan import SyncOptions
@@ -104,6 +107,7 @@ def register(main: click.Group) -> None:
         if not destination and src_kind != "image-syncer":    # its rules may name every destination
             raise UsageError("missing DESTINATION (or --dest-registry)")
         check_retry_times(retry_times)
+        apply_deprecated_tls_verify(deprecated_tls_verify, kw)
         copy = CopyOptions(multi_arch="all" if all_ else "system", platform=ctx.obj["platform"], format=fmt,
                            preserve_digests=preserve_digests, remove_signatures=remove_signatures,
                            retry_times=retry_times, blob_concurrency=64,

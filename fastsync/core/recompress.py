@@ -35,7 +35,8 @@ class LayerEdit:
         return f"{self.format or 'none'}-{self.level if self.level is not None else 'default'}"
 
 
-def layer_edits(man: "Manifest", options: "CopyOptions", compress_uncompressed: bool = False) -> dict[Digest, LayerEdit]:
+def layer_edits(man: "Manifest", options: "CopyOptions",
+                compress_uncompressed: bool = False) -> dict[Digest, LayerEdit]:
     """The layers of `man` whose compression must change under skopeo's --dest-compress* flags;
     `compress_uncompressed`: the destination wants uncompressed layers gzipped when no flag says
     otherwise (containers/image's oci: destination), unless digests are to be preserved."""

@@ -110,6 +110,8 @@ ROWS: list[tuple[str, str, str]] = [
     ("manifest-digest", "manifest-digest {dir}/manifest.json", "stdout"),
     ("manifest-digest-missing", "manifest-digest {missing}", "exit"),
     ("unknown-command", "no-such-command", "exit"),
+    ("no-arguments", "", "exit"),
+    ("help-unknown-topic", "help nosuch", "exit"),
 ]
 
 

@@ -25,9 +25,9 @@ class FastsyncGroup(click.Group):
         except click.exceptions.Abort:
             click.echo("Error: interrupted", err=True)
             sys.exit(130)
-        except click.exceptions.NoArgsIsHelpError as exc:   # `fastsync` alone: the help, as skopeo
+        except click.exceptions.NoArgsIsHelpError as exc:   # `fastsync` alone: the help and 1, as skopeo
             click.echo(exc.format_message(), err=True)
-            sys.exit(2)
+            sys.exit(1)
         except click.ClickException as exc:
             where = f" (see '{exc.ctx.command_path} --help')" \
                 if isinstance(exc, click.UsageError) and exc.ctx is not None else ""

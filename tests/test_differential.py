@@ -47,6 +47,8 @@ ROWS: list[tuple[str, str, str]] = [
     ("inspect-raw-index", "inspect --raw --tls-verify=false docker://{reg}/" + MULTI, "stdout"),
     ("inspect-arm64-instance", "inspect --override-arch arm64 --tls-verify=false docker://{reg}/" + MULTI, "json"),
     ("inspect-global-flag-first", "--override-arch arm64 inspect --tls-verify=false docker://{reg}/" + MULTI, "json"),
+    ("inspect-root-tls-verify", "--tls-verify=false inspect docker://{reg}/" + V2S2, "json"),
+    ("list-tags-root-tls-verify", "--tls-verify=false list-tags docker://{reg}/samples/v2s2", "stdout"),
     ("inspect-config", "inspect --config --tls-verify=false docker://{reg}/" + V2S2, "stdout"),
     ("inspect-no-instance", "inspect --override-arch s390x --tls-verify=false docker://{reg}/" + MULTI,
      'choosing image instance: no image found in image index for architecture s390x, variant "", OS linux'),

@@ -24,7 +24,8 @@ ELSEWHERE: dict[str, set[str]] = {
 }
 # skopeo's hidden flags scripts still use (not in --help): copy's old credential aliases, and copy's
 # and sync's deprecated --tls-verify (both sides)
-HIDDEN = {"copy": {"--screds", "--dcreds", "--tls-verify"}, "sync": {"--tls-verify"}}
+# and the root's (every command's default)
+HIDDEN = {"copy": {"--screds", "--dcreds", "--tls-verify"}, "sync": {"--tls-verify"}, "": {"--tls-verify"}}
 
 _SKOPEO_LINE = re.compile(r"^\s+(?:-\w, )?(--[\w.-]+)(?: (\S+))?")
 _CLICK_LINE = re.compile(r"^\s+(?:-\w, )?(--[\w.-]+)")
@@ -74,7 +75,7 @@ def test_skopeo_booleans_parse_as_go(skopeo: str, cmd: str) -> None:
     assert not wrong, f"fastsync {cmd or '(global)'}: not Go-style booleans: {wrong}"
 
 
-@pytest.mark.parametrize("cmd", sorted(HIDDEN))
+@pytest.mark.parametrize("cmd", sorted(HIDDEN), ids=[c or "global" for c in sorted(HIDDEN)])
 def test_hidden_skopeo_aliases_exist(cmd: str) -> None:
     params = {o: p for p in click_command(cmd).params for o in p.opts}
     for flag in HIDDEN[cmd]:

@@ -126,7 +126,11 @@ def topts(kw: dict[str, Any], prefix: str, shared_authfile: Optional[str] = None
     p = prefix.replace("-", "_")
     creds = _credentials(kw.pop(f"{p}creds", None), kw.pop(f"{p}username", None), kw.pop(f"{p}password", None),
                          prefix)
-    return TransportOptions(tls_verify=kw.pop(f"{p}tls_verify", None), cert_dir=kw.pop(f"{p}cert_dir", None),
+    tls_verify = kw.pop(f"{p}tls_verify", None)
+    if tls_verify is None:            # skopeo's hidden, deprecated root `--tls-verify`, if given
+        ctx = click.get_current_context(silent=True)
+        tls_verify = ((ctx.find_root().obj if ctx is not None else None) or {}).get("tls_verify")
+    return TransportOptions(tls_verify=tls_verify, cert_dir=kw.pop(f"{p}cert_dir", None),
                             creds=creds,
                             no_creds=kw.pop(f"{p}no_creds", False),
                             registry_token=kw.pop(f"{p}registry_token", None),

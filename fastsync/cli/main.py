@@ -28,10 +28,11 @@ from fastsync.options import GlobalOptions
 @click.option("--override-arch", metavar="ARCH", help="use ARCH instead of the host's when choosing images")
 @click.option("--override-os", metavar="OS", help="use OS instead of the host's when choosing images")
 @click.option("--override-variant", metavar="VARIANT", help="use VARIANT when choosing images")
+@go_flag("--tls-verify", "tls_verify", hidden=True, help="deprecated: set --tls-verify on the command")
 @click.pass_context
 def main(ctx: click.Context, debug: bool, command_timeout: Optional[float], tmpdir: Optional[str],
          insecure_policy: bool, override_arch: Optional[str], override_os: Optional[str],
-         override_variant: Optional[str]) -> None:
+         override_variant: Optional[str], tls_verify: Optional[bool]) -> None:
     """fastsync: copy, sync and inspect container images (skopeo-compatible)."""
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(message)s")
@@ -43,7 +44,10 @@ def main(ctx: click.Context, debug: bool, command_timeout: Optional[float], tmpd
         "global": GlobalOptions(debug=debug, command_timeout=command_timeout, tmpdir=tmpdir,
                                 insecure_policy=insecure_policy),
         "platform": host_platform(override_os or "", override_arch or "", override_variant or ""),
+        "tls_verify": tls_verify,        # every command's default, as skopeo's hidden root flag
     }
+    if tls_verify is not None:
+        click.echo("Warning: '--tls-verify' is deprecated, please set this on the specific subcommand", err=True)
 
 
 

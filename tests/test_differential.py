@@ -81,7 +81,8 @@ ROWS: list[tuple[str, str, str]] = [
     ("list-tags-untagged-archive", "list-tags docker-archive:{untagged}", "stdout"),
     ("list-tags-dir", "list-tags dir:{dir}", "Unsupported transport 'dir' for tag listing"),
     ("list-tags-unauthorized", "list-tags --tls-verify=false docker://{auth}/samples/v2s2", "exit"),
-    ("list-tags-missing-repo", "list-tags --tls-verify=false docker://{reg}/no/such", "exit"),
+    ("list-tags-missing-repo", "list-tags --tls-verify=false docker://{reg}/no/such",
+     "fetching tags list: invalid status code from registry 404 (Not Found)"),
     # ---- copy -------------------------------------------------------------------------------
     ("copy-dir-report", "copy dir:{dir} dir:{out}", "stdout"),
     ("copy-index-report", "copy --all --src-tls-verify=false docker://{reg}/" + MULTI + " oci:{out}:x", "lines"),

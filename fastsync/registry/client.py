@@ -330,10 +330,14 @@ class RegistryClient:
         path: Optional[str] = f"/v2/{repo}/tags/list" + (f"?n={page_size}" if page_size else "")
         while path:
             what = f"listing tags of {self.host}/{repo}"
-            async with self.request("GET", path, (pull(repo),), what=what) as resp:
-                body = await resp.read()
-                link = resp.headers.get("Link", "")
-                ctype = resp.headers.get("Content-Type", "")
+            try:
+                async with self.request("GET", path, (pull(repo),), what=what) as resp:
+                    body = await resp.read()
+                    link = resp.headers.get("Link", "")
+                    ctype = resp.headers.get("Content-Type", "")
+            except NotFound as exc:    # and containers/image's words for it
+                raise NotFound(f"{exc} (fetching tags list: invalid status code from registry 404 (Not Found))") \
+                    from None
             tags.extend(parse_tag_list(body, what, ctype))
             path = next_link(link, self.base or "")
         return tags

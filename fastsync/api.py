@@ -1,6 +1,8 @@
 """The library API: plain functions over the async engine. Never prints, never exits."""
 from __future__ import annotations
 
+import asyncio
+
 from typing import Any, Optional, TypeVar, Union
 
 from fastsync.engine.job import ImageResult, Job
@@ -77,6 +79,11 @@ def list_tags(name: Ref, opts: TransportOptions = TransportOptions(),
         ref = _ref(name)
 
     async def go(session: Session) -> dict[str, Any]:
+        if ref.transport == "docker-archive":         # the archive's tags, as skopeo lists them
+            from fastsync.transports.archive.docker import archive_tags
+
+            return {"Tags": await asyncio.get_running_loop().run_in_executor(
+                None, archive_tags, ref, session.options.tmpdir)}
         src = await ref.open_source(session, opts)
         try:
             tags = await src.list_tags()

@@ -18,9 +18,10 @@ class FastsyncError(Exception):
 
 
 class UsageError(FastsyncError):
-    """The user's input is malformed (bad image name, conflicting flags)."""
+    """The user's input is malformed (bad image name, conflicting flags). Exit status 1, as skopeo's
+    (every skopeo failure exits 1)."""
 
-    exit_code = 2
+    exit_code = 1
 
 
 class InvalidReference(UsageError):

@@ -170,8 +170,9 @@ def choose_instance(index: Manifest, want: Platform) -> Descriptor:
         if best is None or rank < best[0]:
             best = (rank, d)
     if best is None:
-        raise PlatformNotFound(f"no image found in manifest list for architecture {want.architecture}, "
-                               f"variant {want.variant!r}, OS {want.os}")
+        kind = "image index" if index.media_type == m.OCI_INDEX else "manifest list"
+        raise PlatformNotFound(f"choosing image instance: no image found in {kind} for architecture "
+                               f'{want.architecture}, variant "{want.variant}", OS {want.os}')
     return best[1]
 
 

@@ -41,7 +41,7 @@ _HEX_LEN = {"sha256": 64, "sha512": 128, "sha384": 96}
 
 
 class InvalidDigest(FastsyncError):
-    exit_code = 2
+    exit_code = 1
 
 
 @dataclass(frozen=True, order=True)

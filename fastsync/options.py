@@ -31,6 +31,9 @@ class TransportOptions:
     no_creds: bool = False
     registry_token: Optional[str] = field(default=None, repr=False)
     daemon_host: Optional[str] = None
+    shared_blob_dir: Optional[str] = None       # oci: blobs in DIR/<alg>/<hex> instead of the layout's blobs/
+    oci_accept_uncompressed_layers: bool = False   # oci: destination: keep uncompressed layers as they are
+    additional_tags: tuple[str, ...] = ()       # docker-archive: destination: more NAME:TAGs for the image
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,11 @@ Kinds:
   image-done     an image was written (digest = its manifest digest, size = bytes read from the source)
   image-skipped  the destination already had it (digest), nothing moved
   image-failed   the image failed (message = the one-line error)
+  list-start     an index is copied: digest = its digest, digests = its instances in order, size = how many
+  list-written   the index was written (digest = the source index's)
+  manifest-start one image manifest is copied (digest = the source manifest's,
+                 digests = its layers in order, message = its config digest)
+  manifest-written  that manifest was written, or found there already (digest and message as above)
   blob-start     a blob transfer begins (size = its size)
   blob-done      a blob finished (size = bytes moved; reused = already there/mounted/deduplicated;
                  cached = placed from the local cache, not read from the source)
@@ -32,6 +37,7 @@ class Event:
     cached: bool = False         # blob-done/bytes: from the local cache, nothing read from the source
     message: str = ""
     total: int = 0               # plan-done: bytes the plan may move (blobs not known to be there)
+    digests: tuple[str, ...] = ()  # list-start: instances; manifest-start: layers (in manifest order)
 
 
 EventSink = Callable[[Event], None]
@@ -66,17 +72,31 @@ class Tally:
     bytes_moved: int = 0         # read from the source (network or a local source)
     bytes_cached: int = 0        # placed from the local cache
     bytes_planned: int = 0
+    # counted once per digest, up to its size (the plan's total counts each blob once, however many
+    # destinations it is placed in): what a progress bar against bytes_planned shows
+    bytes_unique: int = 0
+    bytes_unique_cached: int = 0
     started: float = field(default_factory=time.monotonic)
+    _sizes: dict[str, int] = field(default_factory=dict, repr=False)
+    _seen: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __call__(self, ev: Event) -> None:
         if ev.kind == "plan-done":
             self.images_total = ev.size
             self.bytes_planned = ev.total
+        elif ev.kind == "blob-start" and ev.size >= 0:
+            self._sizes[ev.digest] = ev.size
         elif ev.kind == "bytes":
             if ev.cached:
                 self.bytes_cached += ev.size
             else:
                 self.bytes_moved += ev.size
+            seen = self._seen.get(ev.digest, 0)
+            cap = self._sizes.get(ev.digest)
+            new = ev.size if cap is None else max(0, min(ev.size, cap - seen))
+            self._seen[ev.digest] = seen + ev.size
+            self.bytes_unique += new
+            self.bytes_unique_cached += new if ev.cached else 0
         elif ev.kind in ("image-done", "image-skipped", "image-failed"):
             self.images_done += 1
             self.images_failed += ev.kind == "image-failed"
@@ -84,8 +104,10 @@ class Tally:
 
     @property
     def bytes_done(self) -> int:
-        """Bytes placed at destinations, from the source or the cache (what the plan's total counts)."""
-        return self.bytes_moved + self.bytes_cached
+        """Bytes of the plan's blobs placed so far, each blob counted once (so never more than the
+        plan's total, which counts each once): from the source or the cache."""
+        done = self.bytes_unique
+        return min(done, self.bytes_planned) if self.bytes_planned else done
 
     @property
     def rate(self) -> float:

@@ -111,7 +111,7 @@ def test_login_flags_and_keys_as_skopeo(auth_registry, env, tmp_path):
                           "Can't specify both --password-stdin and --password")
     assert_one_line_error(run("login", "--password-stdin", host, env=env), "Must provide --username")
     assert_one_line_error(run("login", "-u", "a", "--password-stdin", host, env=env, input=b""),
-                          "standard input held no password", code=2)
+                          "standard input held no password", code=1)
     assert_one_line_error(run("login", "-u", "a", "-p", "b", f"{host}/a/b:tag", env=env), "contains tag or digest")
     assert_one_line_error(run("logout", "--all", host, env=env), "--all takes no arguments")
     authfile = tmp_path / "custom" / "auth.json"

@@ -133,4 +133,4 @@ def test_bundle_errors_are_one_line(tmp_path):
     (tmp_path / "junk.tar").write_bytes(b"junk" * 300)
     assert_one_line_error(fastsync("unbundle", str(tmp_path / "junk.tar"), str(tmp_path / "o")), "not a readable tar")
     assert_one_line_error(fastsync("unbundle", str(tmp_path / "none.tar"), str(tmp_path / "o")), "not found")
-    assert_one_line_error(fastsync("select", str(tmp_path), str(tmp_path / "o")), "name the images", code=2)
+    assert_one_line_error(fastsync("select", str(tmp_path), str(tmp_path / "o")), "name the images", code=1)

@@ -92,11 +92,11 @@ def test_names_parse_as_containers_image_does():
 
 
 def test_bad_names_and_hosts_are_usage_errors(sample_images, dir_of):
-    assert_one_line_error(fastsync("inspect", "docker-daemon:alpine"), "neither a tag nor a digest", code=2)
+    assert_one_line_error(fastsync("inspect", "docker-daemon:alpine"), "neither a tag nor a digest", code=1)
     assert_one_line_error(fastsync("inspect", "--daemon-host", "nonsense", "docker-daemon:a:1"),
-                          "unable to parse docker host", code=2)
+                          "unable to parse docker host", code=1)
     assert_one_line_error(fastsync("inspect", "--daemon-host", "tcp://host-without-port", "docker-daemon:a:1"),
-                          "HOST:PORT", code=2)
+                          "HOST:PORT", code=1)
     proc = fastsync("copy", "--dest-daemon-host", "unix:///nonexistent.sock", f"dir:{dir_of(sample_images['v2s2'])}",
                     f"docker-daemon:a@sha256:{'ab' * 32}")
     assert_one_line_error(proc, "a destination must be a name:tag", code=1)
@@ -223,7 +223,7 @@ def test_sync_saves_each_image_once(fake_engine, sample_images, tmp_path):
     listing.write_text(f"{sample_images['v2s2'].config.digest}\n")
     proc = fastsync("sync", "--src", "docker-daemon", "--dest", "dir", "--src-daemon-host", fake_engine.host,
                     str(listing), str(tmp_path / "out2"))
-    assert_one_line_error(proc, "is an image ID", code=2)
+    assert_one_line_error(proc, "is an image ID", code=1)
 
 
 def test_api_version_is_negotiated(fake_engine, sample_images, tmp_path):

@@ -70,8 +70,8 @@ def test_every_registered_transport_parses_its_names(details):
 
 
 @pytest.mark.parametrize("name,fragment", [
-    ("alpine", "expected transport:details"),
-    ("bogus:x", "unknown transport 'bogus'"),
+    ("alpine", "expected colon-separated transport:reference"),
+    ("bogus:x", 'unknown transport "bogus"'),
     ("docker:alpine", "must start with //"),
     ("dir:", "directory path is required"),
     ("oci::ref", "layout path is required"),

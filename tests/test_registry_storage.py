@@ -175,12 +175,12 @@ def test_failed_copy_leaves_no_tag_and_no_temp_files(sample_dirs, tmp_path):
 
 
 @pytest.mark.parametrize("name,fragments,code", [
-    ("registry-storage:", ["a storage root directory is required"], 2),
-    ("registry-storage:{root}:Bad/Name", ["bad repository name"], 2),
-    ("registry-storage:{root}:app:bad tag", ["bad tag"], 2),
-    ("registry-storage:{root}:app@sha256:12", ["bad digest"], 2),
-    ("registry-storage:{root}", ["name the image to write"], 2),
-    ("registry-storage:{root}/docker/registry:app:1", ["is inside the storage root", "NAME[:TAG]"], 2),
+    ("registry-storage:", ["a storage root directory is required"], 1),
+    ("registry-storage:{root}:Bad/Name", ["bad repository name"], 1),
+    ("registry-storage:{root}:app:bad tag", ["bad tag"], 1),
+    ("registry-storage:{root}:app@sha256:12", ["bad digest"], 1),
+    ("registry-storage:{root}", ["name the image to write"], 1),
+    ("registry-storage:{root}/docker/registry:app:1", ["is inside the storage root", "NAME[:TAG]"], 1),
     ("registry-storage:{plain}:app:1", ["not a registry storage root; refusing"], 1),
 ])
 def test_bad_destinations_fail_with_one_line(name, fragments, code, sample_dirs, fastsync_tree, tmp_path):

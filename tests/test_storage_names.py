@@ -119,7 +119,7 @@ def test_sync_to_a_bare_root_of_a_new_tree(tree, tmp_path):
 ])
 def test_refusal_quotes_the_name_once(spelled, extra, tree):
     name = "registry-storage:" + spelled.format(root=tree)
-    line = assert_one_line_error(fastsync("inspect", name), "is inside the storage root", code=2)
+    line = assert_one_line_error(fastsync("inspect", name), "is inside the storage root", code=1)
     assert line.startswith(f"Error: {name}: "), line
     assert f"{extra}:latest" not in line and line.count(extra) == 1, line
     assert f"registry-storage:{tree}:NAME[:TAG]" in line and f"registry-storage:{tree}/NAME[:TAG]" in line

@@ -140,7 +140,7 @@ def test_cache_cli(tmp_path: Path) -> None:
     proc = fastsync("cache", "gc", "--cache", str(tmp_path / "c"), "--max-size", "1k")
     assert "removed 1 blobs" in ok(proc).stdout.decode()
     bad = fastsync("cache", "gc", "--cache", str(tmp_path / "c"), "--max-age", "soon")
-    assert bad.returncode == 2 and bad.stderr.decode().count("\n") == 1 and "invalid age" in bad.stderr.decode()
+    assert bad.returncode == 1 and bad.stderr.decode().count("\n") == 1 and "invalid age" in bad.stderr.decode()
 
 
 def test_concurrent_runs_share_the_store(tmp_path: Path) -> None:

@@ -211,7 +211,7 @@ def test_report_counts_cache_hits_as_from_cache(seeded_registry: Registry, tmp_p
     assert img["bytes_skipped"] == 0 and img["blobs_skipped"] == 0
     assert warm["totals"]["bytes_transferred"] == 0 and warm["totals"]["bytes_from_cache"] == blob_bytes
     assert warm["totals"]["blobs_transferred"] == 0 and warm["totals"]["blobs_from_cache"] == 3
-    assert "Progress: 1/1 sync" in proc.stderr.decode()
+    assert 'msg="Copying image ref 1/1"' in proc.stderr.decode()
     assert_dir_holds(tmp_path / "warm" / "v2s2:latest", image)
 
     # the destination already holding it: skipped, neither transferred nor from the cache

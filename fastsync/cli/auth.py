@@ -123,7 +123,7 @@ def logout(ctx: click.Context, registry: Optional[str], all_: bool, authfile: Op
 def register(main: Any) -> None:
     """Add `login` and `logout` to the `main` click group (cli.py's flag helpers and error mapping)."""
     from fastsync.cli.errors import handle_errors
-    from fastsync.cli.flags import go_bool
+    from fastsync.cli.flags import go_bool, go_flag
 
     authfile = click.option("--authfile", metavar="PATH", help="path of the authentication file (default: "
                             "$REGISTRY_AUTH_FILE, else ${XDG_RUNTIME_DIR}/containers/auth.json)")
@@ -132,17 +132,17 @@ def register(main: Any) -> None:
         click.argument("registry"),
         click.option("-u", "--username", metavar="USER", help="Username for registry"),
         click.option("-p", "--password", metavar="PASS", help="Password for registry"),
-        click.option("--password-stdin", is_flag=True, help="Take the password from stdin"),
+        go_flag("--password-stdin", help="Take the password from stdin"),
         authfile,
         click.option("--cert-dir", metavar="DIR", help="use certificates at the specified path to access the "
                      "registry"),
         tls_verify,
-        click.option("--get-login", is_flag=True, help="Return the current login user for the registry"),
-        click.option("-v", "--verbose", is_flag=True, help="Write more detailed information to stdout"),
+        go_flag("--get-login", help="Return the current login user for the registry"),
+        go_flag("-v", "--verbose", help="Write more detailed information to stdout"),
     ])
     _add(main, logout, handle_errors, [
         click.argument("registry", required=False),
-        click.option("-a", "--all", "all_", is_flag=True, help="Remove the cached credentials for all registries "
+        go_flag("-a", "--all", "all_", help="Remove the cached credentials for all registries "
                      "in the auth file"),
         authfile,
         tls_verify,

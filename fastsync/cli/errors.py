@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional
 
 import click
 
-from fastsync.cli.flags import check_retry_times, go_bool_names
+from fastsync.cli.flags import check_retry_times, go_bool_args
 from fastsync.errors import FastsyncError
 from fastsync.retry import retrying_sync
 
@@ -19,23 +19,21 @@ class FastsyncGroup(click.Group):
 
     def main(self, args: Optional[list[str]] = None, prog_name: Optional[str] = None, **extra: Any) -> Any:
         args = list(sys.argv[1:] if args is None else args)
-        bools = go_bool_names(self, set())
-        end = args.index("--") if "--" in args else len(args)
-        args = [a + "=true" if i < end and a in bools else a for i, a in enumerate(args)]
+        args = go_bool_args(self, args)
         try:
             rv = super().main(args, prog_name or "fastsync", standalone_mode=False, **extra)
         except click.exceptions.Abort:
             click.echo("Error: interrupted", err=True)
             sys.exit(130)
-        except click.exceptions.NoArgsIsHelpError as exc:   # `fastsync` alone: the help, as skopeo
+        except click.exceptions.NoArgsIsHelpError as exc:   # `fastsync` alone: the help and 1, as skopeo
             click.echo(exc.format_message(), err=True)
-            sys.exit(2)
+            sys.exit(1)
         except click.ClickException as exc:
             where = f" (see '{exc.ctx.command_path} --help')" \
                 if isinstance(exc, click.UsageError) and exc.ctx is not None else ""
             message = " ".join(exc.format_message().split())
             click.echo(f"Error: {message}{where}", err=True)
-            sys.exit(exc.exit_code)
+            sys.exit(1 if isinstance(exc, click.UsageError) else exc.exit_code)   # skopeo: 1
         sys.exit(rv if isinstance(rv, int) else 0)
 
 

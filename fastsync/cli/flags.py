@@ -6,7 +6,7 @@ from typing import Any, Callable, Optional
 
 import click
 
-from fastsync.errors import UsageError
+from fastsync.errors import FastsyncError, UsageError
 from fastsync.model import Platform
 from fastsync.options import Credentials, GlobalOptions, NetworkOptions, TransportOptions
 
@@ -21,27 +21,72 @@ class GoBoolOption(click.Option):
 
 
 def go_bool(name: str, help: str) -> Callable:
-    return click.option(name, cls=GoBoolOption, **OPT_BOOL, help=help + " (--flag or --flag=false)")
+    return go_flag(name, help=help)
 
 
-def go_bool_names(cmd: click.Command, names: set[str]) -> set[str]:
+def go_flag(*decls: str, help: str, hidden: bool = False) -> Callable:
+    """A Go-style boolean option: click.option's `decls` (`-a`, `--all`, `all_`)."""
+    return click.option(*decls, cls=GoBoolOption, **OPT_BOOL, hidden=hidden, help=help + " (--flag or --flag=false)")
+
+
+def go_bool_rewrites(cmd: click.Command) -> dict[str, str]:
+    """token -> `--long=true` for the Go-style booleans of `cmd` (short names too: `-a` -> `--all=true`)."""
+    out = {}
     for param in cmd.params:
         if isinstance(param, GoBoolOption):
-            names.update(o for o in param.opts if o.startswith("--"))
-    for sub in getattr(cmd, "commands", {}).values():
-        go_bool_names(sub, names)
-    return names
+            longs = [o for o in param.opts if o.startswith("--")]
+            for o in param.opts:
+                out[o] = f"{longs[0] if longs else o}=true"
+    return out
 
 
-def transport_flags(prefix: str, daemon: bool = True) -> Callable:
+def go_bool_args(group: click.Group, args: list[str]) -> list[str]:
+    """`args` read as skopeo (cobra, Go's flag rules) reads them: every bare Go-style boolean made
+    explicit (the root's flags before the command's name, the command's after it), and the root's
+    persistent flags (all but --version/--help) accepted after the command's name too (`fastsync
+    inspect --override-arch arm64 IMAGE`), moved before it unless the command has its own."""
+    root = {o: p for p in group.params if isinstance(p, click.Option) and p.name not in ("version", "help")
+            for o in p.opts}
+    root_rewrites = go_bool_rewrites(group)
+    head: list[str] = []
+    tail: list[str] = []
+    cmd: Optional[click.Command] = None
+    rewrites = root_rewrites
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            tail += args[i:]
+            break
+        sub = getattr(cmd or group, "commands", {}).get(a) if not a.startswith("-") else None
+        if sub is not None:
+            cmd = sub
+            rewrites = {**rewrites, **go_bool_rewrites(sub)}
+            tail.append(a)
+        elif cmd is None:
+            head.append(rewrites.get(a, a))
+        else:
+            name = a.split("=", 1)[0]
+            param = root.get(name)
+            if param is not None and name not in {o for p in cmd.params for o in p.opts}:
+                takes_value = not (isinstance(param, GoBoolOption) or param.is_flag or "=" in a)
+                head += [root_rewrites.get(a, a)] + (args[i + 1:i + 2] if takes_value else [])
+                i += 2 if takes_value else 1
+                continue
+            tail.append(rewrites.get(a, a))
+        i += 1
+    return head + tail
+
+
+def transport_flags(prefix: str, daemon: bool = True, oci: bool = False) -> Callable:
     """--{prefix}creds, --{prefix}tls-verify, ... for one side ('src-', 'dest-' or ''); `daemon`: also
-    --{prefix}daemon-host (docker-daemon: only)."""
+    --{prefix}daemon-host (docker-daemon: only); `oci`: also --{prefix}shared-blob-dir (oci: only)."""
     def deco(f: Callable) -> Callable:
         for opt in reversed([
             click.option(f"--{prefix}creds", metavar="USER[:PASS]", help="credentials for the registry"),
             click.option(f"--{prefix}username", metavar="USER", help="username for the registry"),
             click.option(f"--{prefix}password", metavar="PASS", help="password for the registry"),
-            click.option(f"--{prefix}no-creds", is_flag=True, help="access the registry anonymously"),
+            go_bool(f"--{prefix}no-creds", "access the registry anonymously"),
             click.option(f"--{prefix}cert-dir", metavar="DIR", help="CA certs (*.crt) and client.cert/.key"),
             go_bool(f"--{prefix}tls-verify", "require HTTPS and verify certificates"),
             click.option(f"--{prefix}registry-token", metavar="TOKEN", help="bearer token for the registry"),
@@ -49,6 +94,9 @@ def transport_flags(prefix: str, daemon: bool = True) -> Callable:
             *([click.option(f"--{prefix}daemon-host", metavar="HOST",
                             help="use the docker daemon at HOST (docker-daemon: only; default "
                                  "unix:///var/run/docker.sock)")] if daemon else []),
+            *([click.option(f"--{prefix}shared-blob-dir", metavar="DIRECTORY",
+                            help="DIRECTORY to use to share blobs across OCI repositories (oci: only)")]
+              if oci else []),
         ]):
             f = opt(f)
         return f
@@ -78,12 +126,51 @@ def topts(kw: dict[str, Any], prefix: str, shared_authfile: Optional[str] = None
     p = prefix.replace("-", "_")
     creds = _credentials(kw.pop(f"{p}creds", None), kw.pop(f"{p}username", None), kw.pop(f"{p}password", None),
                          prefix)
-    return TransportOptions(tls_verify=kw.pop(f"{p}tls_verify", None), cert_dir=kw.pop(f"{p}cert_dir", None),
+    tls_verify = kw.pop(f"{p}tls_verify", None)
+    if tls_verify is None:            # skopeo's hidden, deprecated root `--tls-verify`, if given
+        ctx = click.get_current_context(silent=True)
+        tls_verify = ((ctx.find_root().obj if ctx is not None else None) or {}).get("tls_verify")
+    return TransportOptions(tls_verify=tls_verify, cert_dir=kw.pop(f"{p}cert_dir", None),
                             creds=creds,
                             no_creds=kw.pop(f"{p}no_creds", False),
                             registry_token=kw.pop(f"{p}registry_token", None),
                             authfile=kw.pop(f"{p}authfile", None) or shared_authfile,
-                            daemon_host=kw.pop(f"{p}daemon_host", None))
+                            daemon_host=kw.pop(f"{p}daemon_host", None),
+                            shared_blob_dir=kw.pop(f"{p}shared_blob_dir", None) or None)
+
+
+def deprecated_tls_verify(f: Callable) -> Callable:
+    """skopeo copy's and sync's hidden, deprecated `--tls-verify`: both sides' default."""
+    return go_flag("--tls-verify", "deprecated_tls_verify", hidden=True,
+                   help="deprecated: use --src-tls-verify and --dest-tls-verify")(f)
+
+
+def apply_deprecated_tls_verify(value: Optional[bool], kw: dict[str, Any]) -> None:
+    """As skopeo: the value of the old `--tls-verify` for each side not given its own, and a warning."""
+    if value is None:
+        return
+    click.echo("Warning: '--tls-verify' is deprecated, instead use: --src-tls-verify, --dest-tls-verify", err=True)
+    for side in ("src_tls_verify", "dest_tls_verify"):
+        if kw.get(side) is None:
+            kw[side] = value
+
+
+def additional_tags(values: tuple[str, ...]) -> tuple[str, ...]:
+    """skopeo copy --additional-tag (a Go string slice: repeated and/or comma-separated), each a
+    NAME:TAG, checked and normalised as skopeo checks them."""
+    from fastsync.reference import parse_docker_reference
+
+    out = []
+    for value in values:
+        for image in value.split(","):
+            try:
+                ref = parse_docker_reference(image)
+            except FastsyncError as exc:
+                raise FastsyncError(f"error parsing additional-tag '{image}': {exc}") from None
+            if not ref.tag:
+                raise FastsyncError(f"additional-tag '{image}' must be a tagged reference")
+            out.append(str(ref))
+    return tuple(out)
 
 
 def compression_options(compress: bool, decompress: bool, fmt: Optional[str], level: Optional[int]) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """copy, inspect, list-tags, delete, manifest-digest: one image (or repository) at a time."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Any, Optional
 
@@ -8,8 +9,9 @@ import click
 
 from fastsync import api
 from fastsync.cli.errors import handle_errors, with_retries
-from fastsync.cli.flags import (check_retry_times, compression_options, network_flags, platform_of, retry_option,
-                                topts, transport_flags, with_network, write_stdout)
+from fastsync.cli.flags import (additional_tags, apply_deprecated_tls_verify, check_retry_times,
+                                compression_options, deprecated_tls_verify, go_flag, network_flags, platform_of,
+                                retry_option, topts, transport_flags, with_network, write_stdout)
 from fastsync.cli.trust import delete_signatures, encryption_flags, make_trust, signing_flags
 from fastsync.engine.describe import go_json
 from fastsync.errors import FastsyncError, UsageError
@@ -19,26 +21,35 @@ from fastsync.options import CopyOptions
 @click.command()
 @click.argument("source")
 @click.argument("destination")
-@click.option("-a", "--all", "all_", is_flag=True, help="copy every image of a manifest list/index")
-@click.option("--multi-arch", type=click.Choice(["system", "all", "index-only"]), default=None,
+@go_flag("-a", "--all", "all_", help="copy every image of a manifest list/index")
+@click.option("--multi-arch", default=None, metavar="system|all|index-only",
               help="which images of a list to copy (default: system)")
 @click.option("-f", "--format", "fmt", type=click.Choice(["oci", "v2s2"]), help="convert the manifest format")
-@click.option("--preserve-digests", is_flag=True, help="fail instead of changing any digest")
+@go_flag("--preserve-digests", help="fail instead of changing any digest")
 @click.option("--retry-times", type=int, default=3, show_default=True,
               help="retries of each request or blob after a transient failure")
 @network_flags
 @click.option("--digestfile", metavar="PATH", help="write the digest of the copied manifest here")
-@click.option("--dest-compress", is_flag=True, help="compress uncompressed layers (gzip unless --dest-compress-format)")
-@click.option("--dest-decompress", is_flag=True, help="store layers uncompressed")
+@go_flag("--dest-compress", help="compress uncompressed layers (gzip unless --dest-compress-format)")
+@go_flag("--dest-decompress", help="store layers uncompressed")
 @click.option("--dest-compress-format", type=click.Choice(["gzip", "zstd"]), help="(re)compress layers to this format")
 @click.option("--dest-compress-level", type=int, metavar="N", help="compression level (gzip 0-9, zstd 1-22)")
-@click.option("-q", "--quiet", is_flag=True, help="no progress output")
-@click.option("--remove-signatures", is_flag=True, help="do not copy signatures from SOURCE")
+@go_flag("-q", "--quiet", help="no progress output")
+@go_flag("--remove-signatures", help="do not copy signatures from SOURCE")
 @signing_flags(identity=True)
 @encryption_flags
 @click.option("--authfile", metavar="PATH", help="auth file for both source and destination")
-@transport_flags("src-")
-@transport_flags("dest-")
+@click.option("--additional-tag", "additional_tag", multiple=True, metavar="NAME:TAG",
+              help="more tags for the image written (docker-archive:); repeat or separate with commas")
+@go_flag("--dest-oci-accept-uncompressed-layers", help="keep uncompressed layers uncompressed in oci: and "
+         "oci-archive: (by default they are gzipped, as skopeo does)")
+@go_flag("--dest-precompute-digests", help="learn a layer's digest before uploading it, to skip layers the "
+         "registry has (fastsync always does: recompressed layers are digested before any upload)")
+@click.option("--screds", hidden=True, metavar="USER[:PASS]", help="old spelling of --src-creds")
+@click.option("--dcreds", hidden=True, metavar="USER[:PASS]", help="old spelling of --dest-creds")
+@deprecated_tls_verify
+@transport_flags("src-", oci=True)
+@transport_flags("dest-", oci=True)
 @click.pass_context
 @handle_errors
 def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_arch: Optional[str],
@@ -47,13 +58,23 @@ def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_ar
          dest_compress_format: Optional[str], dest_compress_level: Optional[int], sign_by: Optional[str],
          sigstore_key: Optional[str], sign_passphrase_file: Optional[str], sign_identity: Optional[str],
          encryption_keys: tuple[str, ...], encrypt_layers: tuple[str, ...], decryption_keys: tuple[str, ...],
-         **kw: Any) -> None:
+         additional_tag: tuple[str, ...], dest_oci_accept_uncompressed_layers: Optional[bool],
+         dest_precompute_digests: Optional[bool], screds: Optional[str], dcreds: Optional[str],
+         deprecated_tls_verify: Optional[bool], **kw: Any) -> None:
     """Copy an image from SOURCE to DESTINATION (transport:details names)."""
+    del dest_precompute_digests     # what fastsync always does (see the flag's help)
     check_retry_times(retry_times)
+    apply_deprecated_tls_verify(deprecated_tls_verify, kw)
+    for alias, name in ((screds, "src_creds"), (dcreds, "dest_creds")):
+        if alias is not None and kw.get(name) is None:
+            kw[name] = alias
+    if multi_arch not in (None, "system", "all", "index-only"):
+        raise UsageError(f'unknown multi-arch option "{multi_arch}". Choose one of the supported options: '
+                         "'system', 'all', or 'index-only'")
+    if all_ and multi_arch is not None:
+        raise UsageError("Cannot use --all and --multi-arch flags together")
     trust = make_trust(ctx, remove_signatures, sign_by, sign_identity, sign_passphrase_file, sigstore_key,
                        encryption_keys, encrypt_layers, decryption_keys)
-    if all_ and multi_arch not in (None, "all"):
-        raise UsageError("--all conflicts with --multi-arch " + str(multi_arch))
     options = CopyOptions(multi_arch="all" if all_ else (multi_arch or "system"), platform=platform_of(ctx),
                           format=fmt, preserve_digests=preserve_digests, retry_times=retry_times,
                           remove_signatures=remove_signatures, trust=trust,
@@ -61,10 +82,12 @@ def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_ar
                                                 dest_compress_level))
     gopts = with_network(ctx.obj["global"], retry_times, kw)
     src_opts, dst_opts = topts(kw, "src-", authfile), topts(kw, "dest-", authfile)
+    dst_opts = dataclasses.replace(dst_opts, additional_tags=additional_tags(additional_tag),
+                                   oci_accept_uncompressed_layers=bool(dest_oci_accept_uncompressed_layers))
     from fastsync.cli.render import CopyPrinter
 
     result = api.copy_image(source, destination, options, src_opts, dst_opts, gopts,
-                            on_event=None if quiet else CopyPrinter(sys.stderr))
+                            on_event=None if quiet else CopyPrinter(sys.stdout))
     if digestfile:
         with open(digestfile, "w") as f:
             f.write(str(result.digest))
@@ -72,13 +95,13 @@ def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_ar
 
 @click.command()
 @click.argument("image")
-@click.option("--raw", is_flag=True, help="print the manifest (or with --config, the config) as stored")
-@click.option("--config", "config", is_flag=True, help="print the image config")
-@click.option("-n", "--no-tags", is_flag=True, help="do not list the repository's tags")
+@go_flag("--raw", help="print the manifest (or with --config, the config) as stored")
+@go_flag("--config", "config", help="print the image config")
+@go_flag("-n", "--no-tags", help="do not list the repository's tags")
 @click.option("-f", "--format", "fmt", metavar="TEMPLATE", help="format the output with a Go template, as skopeo "
               "(e.g. '{{.Digest}}', '{{range .Layers}}{{.}} {{end}}'; with --config over the image config)")
 @retry_option
-@transport_flags("")
+@transport_flags("", oci=True)
 @click.pass_context
 @handle_errors
 def inspect(ctx: click.Context, image: str, raw: bool, config: bool, no_tags: bool, fmt: Optional[str],
@@ -121,7 +144,7 @@ def list_tags(ctx: click.Context, repository: str, retry_times: int, **kw: Any) 
 @click.command()
 @click.argument("image")
 @retry_option
-@transport_flags("")
+@transport_flags("", oci=True)
 @click.pass_context
 @handle_errors
 def delete(ctx: click.Context, image: str, retry_times: int, **kw: Any) -> None:

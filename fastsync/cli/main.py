@@ -13,27 +13,29 @@ from fastsync.api import backend
 from fastsync.cli import auth, images, offline, sync, trust
 from fastsync.cli import help as help_cmds
 from fastsync.cli.errors import FastsyncGroup
+from fastsync.cli.flags import go_flag
 from fastsync.options import GlobalOptions
 
 
 @click.group(cls=FastsyncGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-v", "--version", prog_name="fastsync",
                       message=f"%(prog)s version %(version)s (native core: {backend()})")
-@click.option("--debug", is_flag=True, help="log requests and decisions to stderr")
+@go_flag("--debug", help="log requests and decisions to stderr")
 @click.option("--command-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="abort the command after this long")
 @click.option("--tmpdir", metavar="DIR", help="directory for temporary files")
-@click.option("--insecure-policy", is_flag=True, help="run without any policy check (accept every image)")
+@go_flag("--insecure-policy", help="run without any policy check (accept every image)")
 @click.option("--policy", "policy_path", metavar="FILE", help="trust policy file (default: "
               "$HOME/.config/containers/policy.json, then /etc/containers/policy.json)")
 @click.option("--registries.d", "registries_d", metavar="DIR", help="registries.d directory (signature storage)")
 @click.option("--override-arch", metavar="ARCH", help="use ARCH instead of the host's when choosing images")
 @click.option("--override-os", metavar="OS", help="use OS instead of the host's when choosing images")
 @click.option("--override-variant", metavar="VARIANT", help="use VARIANT when choosing images")
+@go_flag("--tls-verify", "tls_verify", hidden=True, help="deprecated: set --tls-verify on the command")
 @click.pass_context
 def main(ctx: click.Context, debug: bool, command_timeout: Optional[float], tmpdir: Optional[str],
-         insecure_policy: bool, policy_path: Optional[str], registries_d: Optional[str], override_arch: Optional[str], override_os: Optional[str],
-         override_variant: Optional[str]) -> None:
+         insecure_policy: bool, policy_path: Optional[str], registries_d: Optional[str], override_arch: Optional[str],
+         override_os: Optional[str], override_variant: Optional[str], tls_verify: Optional[bool]) -> None:
     """fastsync: copy, sync and inspect container images (skopeo-compatible)."""
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(message)s")
@@ -46,7 +48,10 @@ def main(ctx: click.Context, debug: bool, command_timeout: Optional[float], tmpd
                                 insecure_policy=insecure_policy, policy_path=policy_path,
                                 registries_d=registries_d),
         "platform": host_platform(override_os or "", override_arch or "", override_variant or ""),
+        "tls_verify": tls_verify,        # every command's default, as skopeo's hidden root flag
     }
+    if tls_verify is not None:
+        click.echo("Warning: '--tls-verify' is deprecated, please set this on the specific subcommand", err=True)
 
 
 

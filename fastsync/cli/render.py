@@ -1,6 +1,7 @@
 """Renders progress events for people (stderr) and results as a JSON report. Only the CLI uses it."""
 from __future__ import annotations
 
+import io
 import time
 from typing import TYPE_CHECKING, Any, Optional, TextIO
 
@@ -13,59 +14,76 @@ if TYPE_CHECKING:
 
 
 class CopyPrinter:
-    """skopeo-like lines: one per blob as it finishes, one when the manifest is written."""
+    """skopeo copy's report lines, as containers/image writes them when its output is not a terminal:
+    `Getting image source signatures`, `Copying blob DIGEST` per layer (its source digest, in manifest
+    order), `Copying config DIGEST`, `Writing manifest to image destination`, `Storing signatures`;
+    for a list, `Copying N of M images in list` and each image's block in index order."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
+        self.order: list[str] = []              # a list's instances, in index order
+        self.blocks: dict[str, list[str]] = {}  # instance -> its lines so far
+        self.layers: dict[str, tuple[str, ...]] = {}   # manifest -> its layers, until it is written
+        self.reused: set[str] = set()           # blobs the destination had: "skipped: already exists"
+        self.complete: set[str] = set()
+        self.flushed = 0
 
     def __call__(self, ev: Event) -> None:
-        if ev.kind == "blob-done":
-            state = "skipped: already exists" if ev.reused else "done"
-            self.out.write(f"Copying blob {ev.digest} {state}\n")
-        elif ev.kind == "image-done":
-            self.out.write(f"Wrote manifest {ev.digest}\n")
-        elif ev.kind == "image-skipped":
-            self.out.write(f"Destination already has {ev.digest}; nothing to copy\n")
-        else:
-            return
-        self.out.flush()
+        if ev.kind == "list-start":
+            self.order = list(ev.digests)
+            self._write(["Getting image list signatures", f"Copying {len(ev.digests)} of {ev.size} images in list"])
+        elif ev.kind == "blob-done" and ev.reused:
+            self.reused.add(ev.digest)
+        elif ev.kind == "manifest-start":
+            # a layer's line waits until the copy knows whether the destination had it
+            self.layers[ev.digest] = tuple(ev.digests)
+        elif ev.kind == "manifest-written":
+            lines = ["Getting image source signatures"] + [
+                f"Copying blob {d} skipped: already exists" if d in self.reused else f"Copying blob {d}"
+                for d in self.layers.pop(ev.digest, ())]
+            lines += ([f"Copying config {ev.message}"] if ev.message else []) + \
+                ["Writing manifest to image destination", "Storing signatures"]
+            if ev.digest not in self.order:
+                self._write(lines)
+                return
+            n = self.order.index(ev.digest)
+            self.blocks[ev.digest] = [f"Copying image {ev.digest} ({n + 1}/{len(self.order)})"] + lines
+            self.complete.add(ev.digest)
+            while self.flushed < len(self.order) and self.order[self.flushed] in self.complete:
+                self._write(self.blocks.pop(self.order[self.flushed], []))
+                self.flushed += 1
+        elif ev.kind == "list-written":
+            self._write(["Writing manifest list to image destination", "Storing list signatures"])
+
+    def _write(self, lines: list[str]) -> None:
+        if lines:
+            self.out.write("".join(line + "\n" for line in lines))
+            self.out.flush()
+
+
+class PerImageReport:
+    """CopyPrinter's lines for many images copied at once (sync): each image's block is held until
+    that image ends, then written whole, so blocks never interleave."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.printers: dict[str, tuple[CopyPrinter, io.StringIO]] = {}
+
+    def __call__(self, ev: Event) -> None:
+        if ev.kind in ("list-start", "list-written", "manifest-start", "manifest-written"):
+            if ev.image not in self.printers:
+                buf = io.StringIO()
+                self.printers[ev.image] = (CopyPrinter(buf), buf)
+            self.printers[ev.image][0](ev)
+        elif ev.kind in ("image-done", "image-skipped", "image-failed") and ev.image in self.printers:
+            _, buf = self.printers.pop(ev.image)
+            self.out.write(buf.getvalue())
+            self.out.flush()
 
 
 def _names(image: str) -> tuple[str, str]:
     src, _, dst = image.partition(" -> ")
     return src, dst
-
-
-_STATE = {"image-done": "done", "image-skipped": "up to date", "image-planned": "would copy"}
-
-
-class SyncPrinter:
-    """Plain lines for logs and CI: `Progress: 12/143 sync SRC to DST done` once per image."""
-
-    def __init__(self, out: TextIO, verbose: bool = False) -> None:
-        self.out = out
-        self.verbose = verbose
-        self.tally = Tally()
-
-    def __call__(self, ev: Event) -> None:
-        self.tally(ev)
-        if ev.kind == "plan-done":
-            self._line(f"Planned {ev.message}")
-        elif ev.kind in _STATE or ev.kind == "image-failed":
-            src, dst = _names(ev.image)
-            state = _STATE.get(ev.kind) or f"failed: {ev.message}"
-            if ev.kind == "image-planned":
-                self._line(f"Would sync {src} to {dst}")
-                return
-            self._line(f"Progress: {self.tally.images_done}/{self.tally.images_total} sync {src} to {dst} {state}")
-        elif ev.kind == "warning":
-            self._line(f"Warning: {ev.message}")
-        elif ev.kind == "retry" and self.verbose:
-            self._line(f"Retrying {ev.message}")
-
-    def _line(self, text: str) -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
 
 
 class RichProgress:
@@ -97,7 +115,8 @@ class RichProgress:
         # the bar fills with what reached the destinations; the rate is what came from the source
         self.progress.update(self.bytes_task, completed=t.bytes_done, amount=f"{_human(t.bytes_done)}"
                              + (f"/{_human(t.bytes_planned)}" if t.bytes_planned else "")
-                             + (f" ({_human(t.bytes_cached)} from cache)" if t.bytes_cached else ""),
+                             + (f" ({_human(min(t.bytes_unique_cached, t.bytes_done))} from cache)"
+                                if t.bytes_unique_cached else ""),
                              rate=f"{_human(t.rate)}/s", **kw)
 
     def __call__(self, ev: Event) -> None:

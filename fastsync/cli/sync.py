@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 import click
 
+from fastsync.cli.skopeo_log import SkopeoSyncLog, source_count
 from fastsync.errors import FastsyncError, UsageError
 from fastsync.options import CopyOptions
 
@@ -51,8 +52,9 @@ def _store(cache: Optional[str], no_cache: bool = False) -> Any:
 
 def register(main: click.Group) -> None:
     from fastsync.cli.errors import handle_errors
-    from fastsync.cli.flags import check_retry_times, compression_options, network_flags, topts, transport_flags, \
-        with_network
+    from fastsync.cli.flags import (apply_deprecated_tls_verify, check_retry_times, compression_options,
+                                    deprecated_tls_verify, go_flag, network_flags, topts, transport_flags,
+                                    with_network)
     from fastsync.cli.trust import make_trust, signing_flags
 
     @main.command()
@@ -61,14 +63,14 @@ def register(main: click.Group) -> None:
     @click.option("-s", "--src", "src_kind", required=True, metavar="KIND",
                   help="SOURCE kind: docker, dir, yaml, list, image-syncer, registry-storage, docker-daemon, "
                        "containers-storage")
-    @click.option("-d", "--dest", "dest_kind", required=True, metavar="KIND", help="DESTINATION kind: docker, dir, registry-storage, docker-daemon, "
-                                                                                       "containers-storage")
-    @click.option("--scoped", is_flag=True, help="prefix destinations with the full source image path")
-    @click.option("-a", "--all", "all_", is_flag=True, help="copy every image of a list/index")
-    @click.option("--keep-going", is_flag=True, help="do not stop at the first failed image")
-    @click.option("--dry-run", is_flag=True, help="plan and report, copy nothing")
-    @click.option("--preserve-digests", is_flag=True, help="fail instead of changing any digest")
-    @click.option("--remove-signatures", is_flag=True, help="do not copy signatures from SOURCE images")
+    @click.option("-d", "--dest", "dest_kind", required=True, metavar="KIND",
+                  help="DESTINATION kind: docker, dir, registry-storage, docker-daemon, containers-storage")
+    @go_flag("--scoped", help="prefix destinations with the full source image path")
+    @go_flag("-a", "--all", "all_", help="copy every image of a list/index")
+    @go_flag("--keep-going", help="do not stop at the first failed image")
+    @go_flag("--dry-run", help="plan and report, copy nothing")
+    @go_flag("--preserve-digests", help="fail instead of changing any digest")
+    @go_flag("--remove-signatures", help="do not copy signatures from SOURCE images")
     @signing_flags(identity=False)
     @click.option("-f", "--format", "fmt", type=click.Choice(["oci", "v2s2"]), help="convert manifests to this type")
     @click.option("--retry-times", type=int, default=3, show_default=True,
@@ -82,15 +84,16 @@ def register(main: click.Group) -> None:
     @click.option("--auth", "auth_file", metavar="PATH", help="image-syncer auth file (registry -> credentials)")
     @click.option("-j", "--jobs", type=click.IntRange(1, 256), help="blob transfers per registry (default: adaptive)")
     @click.option("--cache", metavar="DIR", help="blob cache (default $XDG_CACHE_HOME/fastsync)")
-    @click.option("--no-cache", is_flag=True, help="do not use the blob cache")
+    @go_flag("--no-cache", help="do not use the blob cache")
     @click.option("--report", metavar="FILE.json", help="write a JSON report of every image")
-    @click.option("-q", "--quiet", is_flag=True, help="no progress output")
-    @click.option("--dest-compress", is_flag=True, help="compress uncompressed layers")
-    @click.option("--dest-decompress", is_flag=True, help="store layers uncompressed")
+    @go_flag("-q", "--quiet", help="no progress output")
+    @go_flag("--dest-compress", help="compress uncompressed layers")
+    @go_flag("--dest-decompress", help="store layers uncompressed")
     @click.option("--dest-compress-format", type=click.Choice(["gzip", "zstd"]), help="(re)compress layers")
     @click.option("--dest-compress-level", type=int, metavar="N", help="compression level")
     @transport_flags("src-")
     @transport_flags("dest-")
+    @deprecated_tls_verify
     @click.pass_context
     @handle_errors
     def sync(ctx: click.Context, source: str, destination: Optional[str], src_kind: str, dest_kind: str,
@@ -100,7 +103,8 @@ def register(main: click.Group) -> None:
              dest_registry: Optional[str], auth_file: Optional[str], jobs: Optional[int], cache: Optional[str],
              no_cache: bool, report: Optional[str], quiet: bool, dest_compress: bool, dest_decompress: bool,
              dest_compress_format: Optional[str], dest_compress_level: Optional[int], sign_by: Optional[str],
-             sigstore_key: Optional[str], sign_passphrase_file: Optional[str], **kw: Any) -> None:
+             sigstore_key: Optional[str], sign_passphrase_file: Optional[str],
+             deprecated_tls_verify: Optional[bool], **kw: Any) -> None:
         """Copy every image of SOURCE to DESTINATION (skopeo sync, plus lists and image-syncer files)."""
         from fastsync.sync.inputs import SyncRequest, sync_images
         from fastsync.sync.plan import SyncOptions
@@ -111,6 +115,7 @@ def register(main: click.Group) -> None:
         if not destination and src_kind != "image-syncer":    # its rules may name every destination
             raise UsageError("missing DESTINATION (or --dest-registry)")
         check_retry_times(retry_times)
+        apply_deprecated_tls_verify(deprecated_tls_verify, kw)
         trust = make_trust(ctx, remove_signatures, sign_by, None, sign_passphrase_file, sigstore_key)
         copy = CopyOptions(multi_arch="all" if all_ else "system", platform=ctx.obj["platform"], format=fmt,
                            preserve_digests=preserve_digests, remove_signatures=remove_signatures,
@@ -123,9 +128,11 @@ def register(main: click.Group) -> None:
                                                                      (jobs or options.max_jobs) + 8))
         src_opts, dst_opts = topts(kw, "src-", authfile), topts(kw, "dest-", authfile)
         store = _store(cache, no_cache)
-        sink, display = _display(quiet)
+        shown, display, sink = _display(quiet, bool(dry_run))
         started = time.time()
         with display:
+            if isinstance(shown, SkopeoSyncLog):
+                shown.start()
             request = SyncRequest(source, destination or "", src_kind, dest_kind, options, src_opts, dst_opts,
                                   scoped, append_suffix, src_registry, auth_file)
             result = sync_images(request, gopts, store, sink)
@@ -138,6 +145,8 @@ def register(main: click.Group) -> None:
                     if r.digest and not r.error:
                         f.write(f"{r.digest} {r.destination}\n")
         failed = result.failed
+        if isinstance(shown, SkopeoSyncLog) and (not failed or keep_going):
+            shown.finish(sum(1 for r in result.images if not r.error), source_count(r.source for r in result.images))
         if failed:
             first = failed[0]
             if not keep_going:
@@ -206,15 +215,18 @@ def register(main: click.Group) -> None:
             sys.exit(1)
 
 
-def _display(quiet: bool) -> tuple[Any, Any]:
-    """(event sink, context manager around the job): bars on a terminal, plain lines otherwise."""
+def _display(quiet: bool, dry_run: bool = False) -> tuple[Any, Any, Any]:
+    """(display, context manager around the job, event sink): bars on a terminal, skopeo's log lines
+    otherwise."""
     if quiet:
-        return None, nullcontext()
+        return None, nullcontext(), None
     if sys.stderr.isatty():
         from fastsync.cli.render import RichProgress
 
         bars = RichProgress(sys.stderr)
-        return bars, bars
-    from fastsync.cli.render import SyncPrinter
+        return bars, bars, bars
+    from fastsync.cli.render import PerImageReport
+    from fastsync.progress import fan_out
 
-    return SyncPrinter(sys.stderr), nullcontext()
+    log = SkopeoSyncLog(sys.stderr, dry_run)        # and each image's copy report on stdout, as skopeo
+    return log, nullcontext(), fan_out(log, PerImageReport(sys.stdout))

@@ -156,11 +156,14 @@ class Job:
         if target == top.media_type and await img.dst.manifest_digest() == top.digest:
             img.res.up_to_date = True
             return top
+        self.emit(Event("list-start", f"{img.res.source} -> {img.res.destination}", str(top.digest), len(top.manifests),
+                        digests=tuple(str(d.digest) for d in top.manifests)))
         children = await gather_or_cancel(self._copy_child(img, d) for d in top.manifests)
         final = mf.rewrite_index(top, {d.digest: c.descriptor() for d, c in zip(top.manifests, children)},
                                  index_target(target, children))
         check_preserved(top, final, self.options)
         await img.dst.put_manifest(final)
+        self.emit(Event("list-written", f"{img.res.source} -> {img.res.destination}", str(top.digest)))
         return final
 
     async def _copy_child(self, img: _Image, d: Descriptor) -> Manifest:
@@ -170,6 +173,14 @@ class Job:
         return await self._copy_single(img, child, instance=True)
 
     async def _copy_single(self, img: _Image, man: Manifest, instance: bool) -> Manifest:
+        config = str(man.config.digest) if man.config is not None else ""
+        self.emit(Event("manifest-start", f"{img.res.source} -> {img.res.destination}", str(man.digest), message=config,
+                        digests=tuple(str(d.digest) for d in man.layers)))
+        final = await self._copy_manifest(img, man, instance)
+        self.emit(Event("manifest-written", f"{img.res.source} -> {img.res.destination}", str(man.digest), message=config))
+        return final
+
+    async def _copy_manifest(self, img: _Image, man: Manifest, instance: bool) -> Manifest:
         if man.is_schema1 and schema1.converts_for(img.dst, self.options):
             return await self._copy_schema1(img, man, instance)
         edits = layer_edits(man, self.options, img.src.layer_compression,

@@ -187,6 +187,8 @@ class RegistryClient:
             return Unauthorized(f"{what}: unauthorized: {msg}", status, code)
         if status == 403:
             return Unauthorized(f"{what}: denied: {msg}", status, code)
+        if code:       # as containers/image prints an OCI error: "manifest unknown: manifest unknown"
+            msg = f"{code.lower().replace('_', ' ')}: {msg}"
         if status == 404:
             return NotFound(f"{what}: {msg}")
         exc = RegistryError(f"{what}: {msg} (HTTP {status})", status, code)
@@ -399,7 +401,11 @@ class RegistryClient:
                 async with self.request("GET", path, (pull(repo),), what=what) as resp:
                     body = await read_capped(resp, MAX_TAG_LIST, what, self.describe)
                     return body, resp.headers.get("Link", ""), resp.headers.get("Content-Type", "")
-            body, link, ctype = await self.retried(page)
+            try:
+                body, link, ctype = await self.retried(page)
+            except NotFound as exc:    # and containers/image's words for it
+                raise NotFound(f"{exc} (fetching tags list: invalid status code from registry 404 (Not Found))") \
+                    from None
             tags.extend(parse_tag_list(body, what, ctype))
             path = next_link(link, self.base or "")
         return tags

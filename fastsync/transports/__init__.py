@@ -43,9 +43,11 @@ def parse_image_name(name: str) -> "ImageReference":
     transport, sep, details = name.partition(":")
     if not sep or transport not in TRANSPORTS:
         valid = ", ".join(f"{t}:" for t in transport_names())
-        raise InvalidReference(f"invalid image name {name!r}: unknown transport {transport!r} "
+        # containers/image's wording (alltransports.ParseImageName), then the valid names
+        raise InvalidReference(f'Invalid image name "{name}", unknown transport "{transport}" '
                                f"(valid transports: {valid})" if sep else
-                               f"invalid image name {name!r}: expected transport:details (valid transports: {valid})")
+                               f'Invalid image name "{name}", expected colon-separated transport:reference '
+                               f"(valid transports: {valid})")
     module_name, _, class_name = TRANSPORTS[transport].partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls.parse(details)

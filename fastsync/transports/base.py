@@ -120,7 +120,7 @@ class ImageSource(ABC):
         return None
 
     async def list_tags(self) -> list[str]:
-        raise Unsupported(f"listing tags is not supported by the {self.reference.transport}: transport")
+        raise Unsupported(f"Unsupported transport '{self.reference.transport}' for tag listing")
 
     async def get_signatures(self, instance: Optional[Digest] = None) -> list[bytes]:
         """The image's signatures as stored (or those of index instance `instance`); none by default."""

@@ -56,7 +56,8 @@ class DirImageReference(ImageReference):
 
     async def open_source(self, session: "Session", opts: "TransportOptions") -> "DirSource":
         if not os.path.isfile(os.path.join(self.path, "manifest.json")):
-            raise NotFound(f"{self}: no image here (missing {os.path.join(self.path, 'manifest.json')})")
+            raise NotFound(f"{self}: no image here (open {os.path.join(self.path, 'manifest.json')}: "
+                           "no such file or directory)")
         return DirSource(self)
 
     async def open_destination(self, session: "Session", opts: "TransportOptions") -> "DirDestination":

@@ -73,7 +73,8 @@ class DockerImageReference(ImageReference):
         digest = self.ref.digest or await client.head_manifest(self.ref.path, self.manifest_ref)
         if digest is None:
             from fastsync.errors import NotFound
-            raise NotFound(f"deleting {self.ref}: manifest unknown")
+            raise NotFound(f"Unable to delete {self.ref}. Image may not exist or is not stored with a v2 "
+                           "Schema in a v2 registry (manifest unknown)")
         await client.delete_manifest(self.ref.path, digest)
         return digest
 

@@ -56,7 +56,8 @@ class PathRefReference(ImageReference):
     def parse_index(self, raw: Optional[bytes]) -> dict[str, Any]:
         """index.json's document (None: there is none), checked for shape."""
         if raw is None:
-            raise NotFound(f"{self}: not an OCI {self.container} (no index.json)")
+            raise NotFound(f"{self}: not an OCI {self.container} (open {os.path.join(self.path, 'index.json')}: "
+                           "no such file or directory)")
         try:
             doc = json.loads(raw)
         except ValueError as exc:
@@ -71,7 +72,8 @@ class PathRefReference(ImageReference):
         if self.ref:
             found = [d for d in entries if (d.get("annotations") or {}).get(REF_NAME) == self.ref]
             if not found:
-                raise NotFound(f"{self}: no image named {self.ref!r} in the {self.container}")
+                raise NotFound(f"{self}: no image named {self.ref!r} in the {self.container} "
+                               f'(no descriptor found for reference "{self.ref}")')
         else:
             found = entries
             if len(found) != 1:
@@ -83,16 +85,19 @@ class PathRefReference(ImageReference):
 class OCIImageReference(PathRefReference):
     transport = "oci"
 
-    def blob_path(self, digest: Digest) -> str:
-        return os.path.join(self.path, "blobs", digest.algorithm, digest.hex)
+    def blob_path(self, digest: Digest, shared_blob_dir: Optional[str] = None) -> str:
+        """Where a blob lives: the layout's blobs/<alg>/<hex>, or <alg>/<hex> under a shared blob
+        directory (skopeo's --shared-blob-dir, as containers/image's blobPath)."""
+        root = os.path.abspath(shared_blob_dir) if shared_blob_dir else os.path.join(self.path, "blobs")
+        return os.path.join(root, digest.algorithm, digest.hex)
 
     async def open_source(self, session: "Session", opts: "TransportOptions") -> "OCISource":
-        return OCISource(self, self.resolve())
+        return OCISource(self, self.resolve(), opts.shared_blob_dir)
 
     async def open_destination(self, session: "Session", opts: "TransportOptions") -> "OCIDestination":
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise FastsyncError(f"{self}: exists and is not a directory")
-        return OCIDestination(self)
+        return OCIDestination(self, opts.shared_blob_dir, opts.oci_accept_uncompressed_layers)
 
     def read_index(self) -> dict[str, Any]:
         try:
@@ -148,23 +153,32 @@ def locked(path: str) -> Iterator[None]:
 
 
 class OCISource(ImageSource):
-    def __init__(self, ref: OCIImageReference, top: Descriptor) -> None:
+    def __init__(self, ref: OCIImageReference, top: Descriptor, shared_blob_dir: Optional[str] = None) -> None:
         self.reference = ref
         self.top = top
+        self.shared_blob_dir = shared_blob_dir
+
+    def _path(self, digest: Digest) -> str:
+        return self.reference.blob_path(digest, self.shared_blob_dir)
+
+    def _checked(self, digest: Digest, what: str) -> Optional[str]:
+        """The blob's file when it is a regular file inside the layout (or the shared blob directory)."""
+        return checked_file(self._path(digest), self.shared_blob_dir or self.reference.path, f"{self.reference}: {what}")
 
     async def get_manifest(self, digest: Optional[Digest] = None) -> tuple[bytes, str]:
         digest = digest or self.top.digest
         try:
-            checked_file(self.reference.blob_path(digest), self.reference.path, f"{self.reference}: manifest {digest}")
-            with open(self.reference.blob_path(digest), "rb") as f:
+            path = self._checked(digest, f"manifest {digest}")
+            if path is None:
+                raise FileNotFoundError(digest)
+            with open(path, "rb") as f:
                 raw = f.read()
         except FileNotFoundError:
             raise NotFound(f"{self.reference}: manifest {digest} not found") from None
         return checked_manifest(raw, digest, self.top, self.reference)
 
     def blob_path(self, desc: Descriptor) -> Optional[str]:
-        return checked_file(self.reference.blob_path(desc.digest), self.reference.path,
-                            f"{self.reference}: blob {desc.digest}")
+        return self._checked(desc.digest, f"blob {desc.digest}")
 
     def blob_chunks(self, desc: Descriptor) -> AsyncIterator[bytes]:
         path = self.blob_path(desc)
@@ -180,11 +194,13 @@ class OCISource(ImageSource):
 class OCIDestination(ImageDestination):
     # Like containers/image, the layout holds OCI manifests only (skopeo ignores other types in
     # index.json), so Docker manifests are converted on the way in.
-    capabilities = Capabilities(accepts_files=True, manifest_types=frozenset({m.OCI_MANIFEST, m.OCI_INDEX}),
-                                compress_layers=True)
-
-    def __init__(self, ref: OCIImageReference) -> None:
+    # and, as containers/image, it gzips uncompressed layers unless --dest-oci-accept-uncompressed-layers
+    def __init__(self, ref: OCIImageReference, shared_blob_dir: Optional[str] = None,
+                 accept_uncompressed: bool = False) -> None:
         self.reference = ref
+        self.shared_blob_dir = shared_blob_dir
+        self.capabilities = Capabilities(accepts_files=True, manifest_types=frozenset({m.OCI_MANIFEST, m.OCI_INDEX}),
+                                         compress_layers=not accept_uncompressed)
         self.top: Optional[Descriptor] = None
         try:
             os.makedirs(os.path.join(ref.path, "blobs", "sha256"), exist_ok=True)
@@ -195,15 +211,20 @@ class OCIDestination(ImageDestination):
 
     @property
     def blob_namespace(self) -> str:
+        if self.shared_blob_dir:
+            return f"oci-blobs:{os.path.abspath(self.shared_blob_dir)}"
         return f"oci:{self.reference.path}"
 
     def _blob(self, digest: Digest) -> str:
-        path = self.reference.blob_path(digest)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        path = self.reference.blob_path(digest, self.shared_blob_dir)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        except OSError as exc:
+            raise FastsyncError(f"{self.reference}: cannot create {os.path.dirname(path)}: {exc.strerror}") from None
         return path
 
     async def try_reuse_blob(self, desc: Descriptor, mount_from=None) -> bool:
-        return blob_exists(self.reference.blob_path(desc.digest), desc)
+        return blob_exists(self.reference.blob_path(desc.digest, self.shared_blob_dir), desc)
 
     async def put_blob(self, desc: Descriptor, chunks: AsyncIterator[bytes]) -> None:
         await stream_to_file(self._blob(desc.digest), chunks)

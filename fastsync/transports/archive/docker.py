@@ -96,7 +96,28 @@ class DockerArchiveReference(ImageReference):
         if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
             raise FastsyncError(f"{self}: docker-archive doesn't support modifying existing images "
                                 "(the file is not empty)")
-        return DockerArchiveDestination(self)
+        return DockerArchiveDestination(self, tuple(parse_docker_reference(t) for t in opts.additional_tags))
+
+
+def archive_tags(ref: DockerArchiveReference, tmpdir: Optional[str] = None) -> list[str]:
+    """skopeo list-tags docker-archive:PATH: every image's RepoTags in manifest.json order, `@N`
+    for an untagged image N (containers/image's archive Reader.List)."""
+    reader = TarReader(ref.path, str(ref), tmpdir)
+    try:
+        try:
+            items = json.loads(reader.read("manifest.json"))
+        except NotFound:
+            raise ArchiveError(f"{ref}: not a docker archive (no manifest.json)") from None
+        except ValueError as exc:
+            raise ManifestError(f"{ref}: manifest.json is not valid JSON: {exc}") from None
+    finally:
+        reader.close()
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ManifestError(f"{ref}: manifest.json is not a list of images")
+    tags = []
+    for i, item in enumerate(items):
+        tags += [str(parse_docker_reference(t, default_tag=True)) for t in item.get("RepoTags") or ()] or [f"@{i}"]
+    return tags
 
 
 def choose_item(items: list[dict[str, Any]], ref: DockerArchiveReference) -> dict[str, Any]:
@@ -111,14 +132,14 @@ def choose_item(items: list[dict[str, Any]], ref: DockerArchiveReference) -> dic
                     raise ManifestError(f"{ref}: invalid tag {tag!r} in manifest.json item @{i}") from None
                 if str(parsed) == want:
                     return item
-        raise NotFound(f"{ref}: tag {want!r} not found in the archive")
+        raise NotFound(f'{ref}: Tag "{want}" not found in the archive')
     if ref.index >= 0:
         if ref.index >= len(items):
-            raise NotFound(f"{ref}: invalid source index @{ref.index}, only {len(items)} manifest items available")
+            raise NotFound(f"{ref}: Invalid source index @{ref.index}, only {len(items)} manifest items available")
         return items[ref.index]
     if len(items) != 1:
-        raise NotFound(f"{ref}: the archive holds {len(items)} images; name one as "
-                       "docker-archive:PATH:NAME:TAG or docker-archive:PATH:@N")
+        raise NotFound(f"{ref}: Unexpected tar manifest.json: expected 1 item, got {len(items)} (the archive "
+                       "holds several images; name one as docker-archive:PATH:NAME:TAG or docker-archive:PATH:@N)")
     return items[0]
 
 
@@ -229,8 +250,9 @@ async def _decompressed(chunks: AsyncIterator[bytes], decoder: Decoder) -> Async
 class DockerArchiveDestination(ImageDestination):
     capabilities = Capabilities(manifest_types=frozenset({m.DOCKER_V2S2}), supports_index=False)
 
-    def __init__(self, ref: DockerArchiveReference) -> None:
+    def __init__(self, ref: DockerArchiveReference, additional_tags: tuple[DockerReference, ...] = ()) -> None:
         self.reference = ref
+        self.additional_tags = additional_tags      # skopeo copy --additional-tag: more RepoTags
         self.tar = TarWriter(ref.path, str(ref))
         self.stored: dict[Digest, str] = {}     # blob digest -> member name
         self.man: Optional["Manifest"] = None
@@ -265,6 +287,7 @@ class DockerArchiveDestination(ImageDestination):
             raise FastsyncError(f"{self.reference}: the config has media type {self.man.config.media_type}")
         layers = [self.stored[d.digest] for d in self.man.layers]
         tags = [self.reference.ref] if self.reference.ref is not None else []
+        tags += [t for t in self.additional_tags if str(t) not in {str(x) for x in tags}]
         config = self.tar.read(config_name)
         repositories: dict[str, dict[str, str]] = {}
         top = write_legacy_layers(self.tar, layers, config)

@@ -48,7 +48,7 @@ class OCIArchiveReference(PathRefReference):
     async def open_destination(self, session: "Session", opts: "TransportOptions") -> "OCIArchiveDestination":
         if os.path.isdir(self.path):
             raise FastsyncError(f"{self}: is a directory")
-        return OCIArchiveDestination(self)
+        return OCIArchiveDestination(self, opts.oci_accept_uncompressed_layers)
 
 
 def read_index(reader: TarReader, ref: OCIArchiveReference) -> dict[str, Any]:
@@ -89,10 +89,11 @@ class OCIArchiveSource(ImageSource):
 
 
 class OCIArchiveDestination(ImageDestination):
-    capabilities = Capabilities(manifest_types=frozenset({m.OCI_MANIFEST, m.OCI_INDEX}), compress_layers=True)
-
-    def __init__(self, ref: OCIArchiveReference) -> None:
+    def __init__(self, ref: OCIArchiveReference, accept_uncompressed: bool = False) -> None:
         self.reference = ref
+        # as containers/image: uncompressed layers are gzipped unless --dest-oci-accept-uncompressed-layers
+        self.capabilities = Capabilities(manifest_types=frozenset({m.OCI_MANIFEST, m.OCI_INDEX}),
+                                         compress_layers=not accept_uncompressed)
         self.tar = TarWriter(ref.path, str(ref))
         self.tar.add_dir("blobs")
         self.tar.add_dir("blobs/sha256")

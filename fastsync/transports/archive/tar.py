@@ -13,12 +13,14 @@ nothing is extracted.
 from __future__ import annotations
 
 import asyncio
+import bz2
+import lzma
 import os
 import posixpath
 import tarfile
 import tempfile
 from contextlib import contextmanager
-from typing import AsyncIterator, Callable, Iterator, Optional
+from typing import Any, AsyncIterator, Callable, Iterator, Optional
 
 from fastsync.core import native
 from fastsync.errors import FastsyncError, NotFound
@@ -290,6 +292,13 @@ def unlink_quietly(path: str) -> None:
         pass
 
 
+_STDLIB_KINDS = {b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
+
+
+def _truncated(kind: str) -> bytes:
+    raise EOFError(f"the {kind} stream ends early")
+
+
 class TarReader:
     """Random access to the regular members of a tar archive (symlinks and hardlinks resolved)."""
 
@@ -312,7 +321,8 @@ class TarReader:
     def _open(self, tmpdir: Optional[str]) -> None:
         try:
             with open(self.path, "rb") as f:
-                kind = native.detect_compression(f.read(4))
+                head = f.read(6)
+            kind = native.detect_compression(head[:4]) or _STDLIB_KINDS.get(head[:3]) or _STDLIB_KINDS.get(head)
             file = self._decompressed(kind, tmpdir) if kind else self.path
             self.fd = os.open(file, os.O_RDONLY)
         except OSError as exc:
@@ -327,13 +337,22 @@ class TarReader:
     def _decompressed(self, kind: str, tmpdir: Optional[str]) -> str:
         """A compressed archive, decompressed into a temp file (removed by `close`)."""
         fd, self._scratch = tempfile.mkstemp(prefix="fastsync-archive-", suffix=".tar", dir=tmpdir)
-        rc = native.Recompressor(kind, None)
+        if kind in ("xz", "bzip2"):          # as containers/image reads them; not a layer format, so stdlib
+            dec: Any = lzma.LZMADecompressor() if kind == "xz" else bz2.BZ2Decompressor()
+            feed, finish = dec.decompress, lambda: b"" if dec.eof else _truncated(kind)
+        else:
+            rc = native.Recompressor(kind, None)
+            feed, finish = rc.feed, rc.finish
         try:
             with open(self.path, "rb") as src, os.fdopen(fd, "wb") as out:
                 while data := src.read(CHUNK):
-                    out.write(rc.feed(data))
-                out.write(rc.finish())
-        except native.CompressionError as exc:
+                    if kind in ("xz", "bzip2") and dec.eof:
+                        break                # trailing bytes after the stream, as Go's readers ignore
+                    out.write(feed(data))
+                out.write(finish())
+        except (native.CompressionError, lzma.LZMAError, OSError, EOFError) as exc:
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise                        # the disk, not the data
             raise ArchiveError(f"{self.what}: {exc}") from None
         return self._scratch
 

@@ -36,6 +36,7 @@ class Mover:
         self.manifests: dict[tuple[str, str], asyncio.Task] = {}     # (src repo, ref) -> (bytes, type)
         self.blobs: dict[tuple[str, str], asyncio.Task] = {}         # (dest repo or "", digest) -> done
         self.first: dict[str, tuple[str, asyncio.Task]] = {}         # digest -> (first dest repo, its upload)
+        self.linked: set[Path] = set()                               # dir: files linked or being linked
 
     # ---- source
     def manifest(self, repo: str, ref: str) -> asyncio.Task:
@@ -146,9 +147,12 @@ class Mover:
         async def link(desc: dict) -> None:
             hexd = desc["digest"].split(":", 1)[1]
             target = d / hexd
-            if target.exists():
+            if target in self.linked:   # children of one index share blobs in one directory
                 return
-            os.link(await self._blob_file(it.src_repo, desc, d), target)
+            self.linked.add(target)
+            path = await self._blob_file(it.src_repo, desc, d)
+            if path != target:            # without a pool the first directory holds the file itself
+                os.link(path, target)
         await asyncio.gather(*(link(x) for x in [doc["config"], *doc["layers"]]))
 
     async def _blob_file(self, src_repo: str, desc: dict, first_dir: Path) -> Path:

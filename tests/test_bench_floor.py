@@ -79,10 +79,7 @@ def test_floor_copies_every_image_byte_exact_into_a_fresh_registry(source, corpu
     assert proc.returncode == 1 and "app-c:v1" in proc.stderr
 
 
-def test_floor_to_dir_links_each_blob_once_and_reuses_a_warm_pool(source, corpus, tmp_path: Path) -> None:
-    _src, yaml = source
-    pool, out = tmp_path / "pool", tmp_path / "out"
-    assert floor("copy", str(yaml), f"dir:{out}", "--pool", str(pool)).returncode == 0
+def _check_dir_tree(out: Path, corpus: dict[str, images.SampleImage]) -> None:
     inodes: dict[str, set[int]] = {}
     for ref, image in corpus.items():
         d = out / ref.rsplit("/", 1)[-1]
@@ -92,6 +89,15 @@ def test_floor_to_dir_links_each_blob_once_and_reuses_a_warm_pool(source, corpus
             assert path.read_bytes() == data
             inodes.setdefault(digest, set()).add(path.stat().st_ino)
     assert all(len(v) == 1 for v in inodes.values())   # one file per blob, hardlinked everywhere
+
+
+def test_floor_to_dir_links_each_blob_once_and_reuses_a_warm_pool(source, corpus, tmp_path: Path) -> None:
+    _src, yaml = source
+    assert floor("copy", str(yaml), f"dir:{tmp_path / 'nopool'}").returncode == 0
+    _check_dir_tree(tmp_path / "nopool", corpus)
+    pool, out = tmp_path / "pool", tmp_path / "out"
+    assert floor("copy", str(yaml), f"dir:{out}", "--pool", str(pool)).returncode == 0
+    _check_dir_tree(out, corpus)
     # warm: a new tree from the pool; the pool's files are linked, not fetched again
     before = {p.name: p.stat().st_ino for p in pool.iterdir()}
     out2 = tmp_path / "out2"

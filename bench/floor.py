@@ -2,11 +2,14 @@
 
     python -m bench.floor copy SYNC_YAML docker://HOST/PREFIX [--jobs 64] [--timings FILE]
     python -m bench.floor copy SYNC_YAML dir:PATH [--pool DIR] [--jobs 64] [--timings FILE]
+    python -m bench.floor copy SYNC_YAML registry-storage:ROOT [--pool DIR] [--timings FILE]
     python -m bench.floor noop SYNC_YAML docker://HOST/PREFIX [--timings FILE]
 
 SYNC_YAML is the skopeo-sync YAML the harness gives skopeo and fastsync (registry -> ``images:``
 {repo: [tags]}); images land where ``skopeo sync`` (not --scoped) puts them: ``PREFIX/<last
-component of repo>:<tag>`` or ``PATH/<last component>:<tag>/``.
+component of repo>:<tag>`` or ``PATH/<last component>:<tag>/``; into a registry-storage tree (the
+filesystem layout docker-registry serves) under the full repository name, as fastsync's
+``--dest registry-storage`` does.
 
 ``copy`` (bench/floor_mover.py, on aiohttp): GET every manifest (children of an index too), each
 unique blob once per destination repository, a cross-repository mount once the first repository
@@ -14,7 +17,8 @@ holding it has committed it, otherwise a monolithic streamed upload (POST and th
 together, then one PUT whose body is the source response); manifests children first, tag last.
 To ``dir:``: each unique blob downloaded once, hardlinked into every image directory; with
 ``--pool`` blobs already in the pool are only hardlinked (the warm-cache floor), new ones land in
-the pool first. No verification, no cache of its own, no retries, no fsync; high concurrency,
+the pool first. To registry-storage: the same, each blob linked once as ``blobs/.../data``, then
+the ``_layers`` and revision links, the tag's links last. No verification, no cache of its own, no retries, no fsync; high concurrency,
 keep-alive.
 
 ``noop``: the re-sync floor: a HEAD of each manifest at the source and at the destination, all at
@@ -71,7 +75,8 @@ def read_yaml(path: Path, dest_kind: str, prefix: str) -> Plan:
     for repo, tags in body["images"].items():
         name = repo.rsplit("/", 1)[-1]
         for tag in tags:
-            dest = f"{prefix}/{name}".lstrip("/") if dest_kind == "docker" else f"{name}:{tag}"
+            dest = (f"{prefix}/{name}".lstrip("/") if dest_kind == "docker" else repo
+                    if dest_kind == "registry-storage" else f"{name}:{tag}")
             items.append(Item(repo, str(tag), dest))
     return Plan(f"http://{host}", tuple(items))
 
@@ -81,9 +86,11 @@ def parse_dest(dest: str) -> tuple[str, str, str]:
     if dest.startswith("docker://"):
         host, _, prefix = dest[len("docker://"):].partition("/")
         return "docker", f"http://{host}", prefix
-    if dest.startswith("dir:"):
-        return "dir", "", dest[len("dir:"):]
-    raise SystemExit(f"floor: destination must be docker://HOST/PREFIX or dir:PATH, not {dest!r}")
+    for kind in ("dir", "registry-storage"):
+        if dest.startswith(kind + ":"):
+            return kind, "", dest[len(kind) + 1:]
+    raise SystemExit(f"floor: destination must be docker://HOST/PREFIX, dir:PATH or registry-storage:ROOT, "
+                     f"not {dest!r}")
 
 
 # ---------------------------------------------------------------- the no-op floor
@@ -147,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("yaml", type=Path)
     ap.add_argument("dest")
     ap.add_argument("--jobs", type=int, default=64, help="operations in flight (copy; default 64)")
-    ap.add_argument("--pool", type=Path, help="dir: only: blob pool by hex digest (link from it, fill it)")
+    ap.add_argument("--pool", type=Path, help="dir:/registry-storage: blob pool by hex digest (link from it, fill it)")
     ap.add_argument("--timings", type=Path, help="write {'work': seconds without start-up} here")
     args = ap.parse_args(argv)
     kind, dest_base, prefix = parse_dest(args.dest)
@@ -169,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             run = asyncio.run
         t0 = time.perf_counter()
         try:
-            run(copy(plan, kind, dest_base, Path(prefix) if kind == "dir" else None, args.pool, args.jobs))
+            run(copy(plan, kind, dest_base, Path(prefix) if kind != "docker" else None, args.pool, args.jobs))
         except Exception as e:   # no retries: the first failure ends the run, in one line
             print(f"floor: {type(e).__name__}: {e}", file=sys.stderr)
             return 1

@@ -6,6 +6,7 @@ harness then reports as a failed cell, never as a number.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -155,6 +156,49 @@ class Mover:
                 os.link(path, target)
         await asyncio.gather(*(link(x) for x in [doc["config"], *doc["layers"]]))
 
+    # ---- registry-storage: destination (docker/registry/v2 as distribution's filesystem driver lays it out)
+    async def to_storage(self, it: Item) -> None:
+        assert self.out is not None
+        v2 = self.out / "docker" / "registry" / "v2"
+        repo = v2 / "repositories" / it.dest
+        body, media_type = await self.manifest(it.src_repo, it.tag)
+        doc = json.loads(body)
+        top = "sha256:" + hashlib.sha256(body).hexdigest()
+        manifests = [(top, body)]
+        if media_type in INDEX_TYPES or "manifests" in doc:
+            kids = await asyncio.gather(*(self.manifest(it.src_repo, c["digest"]) for c in doc["manifests"]))
+            manifests += [(c["digest"], k[0]) for c, k in zip(doc["manifests"], kids)]
+            images = [json.loads(k[0]) for k in kids]
+        else:
+            images = [doc]
+        descs = {d["digest"]: d for im in images for d in [im["config"], *im["layers"]]}
+        await asyncio.gather(*(self._storage_blob(v2, it.src_repo, d) for d in descs.values()))
+        for digest in descs:
+            _write(repo / "_layers" / "sha256" / digest[7:] / "link", digest)
+        for digest, data in manifests:
+            blob = v2 / "blobs" / "sha256" / digest[7:9] / digest[7:] / "data"
+            if not blob.exists():
+                _write_bytes(blob, data)
+            _write(repo / "_manifests" / "revisions" / "sha256" / digest[7:] / "link", digest)
+        tag = repo / "_manifests" / "tags" / it.tag
+        _write(tag / "index" / "sha256" / top[7:] / "link", top)
+        _write(tag / "current" / "link", top)   # the tag last
+
+    def _storage_blob(self, v2: Path, src_repo: str, desc: dict) -> asyncio.Task:
+        key = ("storage", desc["digest"])
+        if key not in self.blobs:
+            self.blobs[key] = asyncio.ensure_future(self._link_storage_blob(v2, src_repo, desc))
+        return self.blobs[key]
+
+    async def _link_storage_blob(self, v2: Path, src_repo: str, desc: dict) -> None:
+        hexd = desc["digest"].split(":", 1)[1]
+        data = v2 / "blobs" / "sha256" / hexd[:2] / hexd / "data"
+        data.parent.mkdir(parents=True, exist_ok=True)
+        if self.pool is None:
+            await self._download(src_repo, desc, data)
+        else:
+            os.link(await self._download(src_repo, desc, self.pool / hexd), data)
+
     async def _blob_file(self, src_repo: str, desc: dict, first_dir: Path) -> Path:
         """The one file holding this blob (in the pool, or in the first image directory wanting it)."""
         hexd = desc["digest"].split(":", 1)[1]
@@ -177,6 +221,15 @@ class Mover:
         return path
 
 
+def _write(path: Path, text: str) -> None:
+    _write_bytes(path, text.encode())
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
 async def copy(plan: Plan, kind: str, dest: str, out: Optional[Path], pool: Optional[Path], jobs: int) -> None:
     if pool is not None:
         pool.mkdir(parents=True, exist_ok=True)
@@ -187,5 +240,5 @@ async def copy(plan: Plan, kind: str, dest: str, out: Optional[Path], pool: Opti
     async with aiohttp.ClientSession(connector=conn, timeout=timeout, auto_decompress=False,
                                      skip_auto_headers=("User-Agent",)) as s:
         m = Mover(s, plan.src, dest, out, pool)
-        step = m.to_registry if kind == "docker" else m.to_dir
+        step = {"docker": m.to_registry, "dir": m.to_dir, "registry-storage": m.to_storage}[kind]
         await asyncio.gather(*(step(it) for it in plan.items))

@@ -114,3 +114,19 @@ def test_floor_failure_is_one_line_and_exit_1(tmp_path: Path, registry_factory) 
     proc = floor("copy", str(yaml), f"docker://{src.host}/mirror")
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("floor: ") and "HTTP 404" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_floor_to_registry_storage_is_served_by_docker_registry(source, corpus, tmp_path: Path) -> None:
+    _src, yaml = source
+    root, pool = tmp_path / "root", tmp_path / "pool"
+    assert floor("copy", str(yaml), f"registry-storage:{root}", "--pool", str(pool)).returncode == 0
+    with Registry(root=root) as served:
+        for ref, image in corpus.items():
+            repo, tag = ref.rsplit(":", 1)
+            r = served.request("GET", f"/v2/{repo}/manifests/{tag}", headers={"Accept": image.media_type})
+            assert r.status == 200 and r.body == image.manifest, ref
+            for digest in image.all_blobs():
+                assert served.request("HEAD", f"/v2/{repo}/blobs/{digest}").status == 200, (ref, digest)
+    some = next(iter(corpus["lib/app-a:1"].all_blobs()))[7:]
+    assert (root / "docker/registry/v2/blobs/sha256" / some[:2] / some / "data").stat().st_ino == \
+        (pool / some).stat().st_ino

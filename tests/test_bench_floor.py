@@ -130,3 +130,32 @@ def test_floor_to_registry_storage_is_served_by_docker_registry(source, corpus, 
     some = next(iter(corpus["lib/app-a:1"].all_blobs()))[7:]
     assert (root / "docker/registry/v2/blobs/sha256" / some[:2] / some / "data").stat().st_ino == \
         (pool / some).stat().st_ino
+
+
+def test_startup_first_request_is_timed_from_spawn_and_the_process_is_killed() -> None:
+    from bench import startup
+
+    listener = startup.FirstBytes()
+    try:
+        code = (f"import socket, time; s = socket.create_connection(('127.0.0.1', {listener.port})); "
+                "s.sendall(b'GET /v2/ HTTP/1.1\\r\\n\\r\\n'); time.sleep(30)")
+        took = startup._first_request([sys.executable, "-c", code], dict(os.environ), listener, timeout=20)
+        assert 0 < took < 10   # the 30 s sleep never ran out: the process was killed at the first bytes
+    finally:
+        listener.close()
+
+
+def test_cpu_of_a_tracked_registry_is_read_from_proc(registry_factory) -> None:
+    import contextlib
+
+    from bench import cputime
+
+    reg = registry_factory()
+    with contextlib.ExitStack() as stack:
+        cputime.track(reg, stack)
+        before, _ = cputime.side_cpu()
+        for _ in range(50):
+            reg.request("GET", "/v2/")
+        after, _ = cputime.side_cpu()
+        assert reg.pid in before and cputime.cpu_delta(before, after) >= 0
+    assert reg.pid not in cputime.side_cpu()[0]   # untracked when its stack closes

@@ -155,6 +155,7 @@ def main() -> int:
 
     OUT.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now().astimezone()
+    commit = _out(["git", "-C", str(OUT.parent.parent), "describe", "--always", "--dirty"])   # at the start: the tree that ran
     load0 = os.getloadavg()[0]   # other work on the machine skews the figures: say so
     t0 = time.perf_counter()
     bw = args.bandwidth_mbps * 1e6 if args.bandwidth_mbps else None
@@ -175,7 +176,6 @@ def main() -> int:
     fs_version = _out(harness.fastsync("--version"))
     sk_version = _out(["skopeo", "--version"])
     load1 = os.getloadavg()[0]
-    commit = _out(["git", "-C", str(OUT.parent.parent), "describe", "--always", "--dirty"])
     wan = f"WAN = each registry behind a proxy adding {args.delay_ms:g} ms one-way"
     wan += f", {args.bandwidth_mbps:g} MB/s cap" if args.bandwidth_mbps else " (no bandwidth cap)"
     header = (f"**{m['cores']} cores, {m['cpu']}, {m['memory_gib']} GiB, {m['os']}** — {started:%Y-%m-%d}, "

@@ -155,7 +155,7 @@ def main() -> int:
 
     OUT.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now().astimezone()
-    commit = _out(["git", "-C", str(OUT.parent.parent), "describe", "--always", "--dirty"])   # at the start: the tree that ran
+    commit = _out(["git", "-C", str(OUT.parent.parent), "describe", "--always", "--dirty"])   # the tree that ran
     load0 = os.getloadavg()[0]   # other work on the machine skews the figures: say so
     t0 = time.perf_counter()
     bw = args.bandwidth_mbps * 1e6 if args.bandwidth_mbps else None

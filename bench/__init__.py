@@ -4,6 +4,8 @@ python -m bench                  fastsync vs skopeo on a generated release-like 
 python -m bench --quick          the same at scale 0.1, one repetition (smoke check)
 python -m bench.corpus           generate (or find) the corpus only
 python -m bench.micro            native micro-benchmarks
+python -m bench.floor            the floor: a raw mover and a HEAD-only no-op (run by python -m bench)
+python -m bench.startup          `fastsync --version` and `fastsync sync` to its first request
 python -m bench.recompress_bench, bench.sync_bench, bench.storage_bench   feature benchmarks on the same harness
 """
 

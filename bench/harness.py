@@ -19,7 +19,8 @@ all) and decorate the class with ``@register``::
         def check(self, t: Trial, m: Measurement) -> None:   # untimed verification (optional)
             ...
 
-A ``Trial`` is one timed run of one tool (``t.tool`` is "fastsync" or "skopeo") in repetition
+A ``Trial`` is one timed run of one tool (``t.tool`` is "fastsync", "skopeo" or, for scenarios
+whose ``tools`` include it, "floor": ``floor(...)`` builds a bench/floor.py argv) in repetition
 ``t.rep``. It gives a fresh directory ``t.dir``, the environment ``t.env`` (``XDG_CACHE_HOME``
 points into the trial directory unless the scenario changes it), the source registry
 (``t.src(wan)`` -> "127.0.0.1:PORT", direct or through the WAN proxy), fresh destination
@@ -36,15 +37,19 @@ under the table. Raise ``Skip("why")`` from prepare/command when a tool cannot r
 
 Measurement: each command runs in its own session under GNU ``/usr/bin/time`` (Debian package
 ``time``), which gives user/sys CPU and peak RSS (the largest single process among the command
-and all its descendants); wall time is the harness's clock. Failed or unverified runs are
+and all its descendants); wall time is the harness's clock. The CPU time the registries (their
+processes' /proc/PID/stat) and the WAN proxies (their threads in this process,
+/proc/self/task/TID/stat) spent during the timed run is recorded beside it; a floor run writing
+``t.floor_timings`` adds its time without interpreter start-up (metric "nostart"). Failed or unverified runs are
 reported as failed, never as a number. Tools
-alternate A/B per repetition; the table shows medians and skopeo-median / fastsync-median.
+take turns per repetition (the order rotates); the table shows medians and skopeo-median / fastsync-median.
 Registries, proxies and child processes are cleaned up on errors, Ctrl-C and SIGTERM.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shlex
 import shutil
@@ -63,8 +68,10 @@ from support.proxy import DelayProxy
 from support.registry import Registry
 
 from . import corpus as corpus_mod
+from .cputime import cpu_delta, side_cpu, track as _track
 
-TOOLS = ("fastsync", "skopeo")
+TOOLS = ("fastsync", "skopeo")              # what a scenario runs unless it sets ``tools``
+ALL_TOOLS = ("fastsync", "skopeo", "floor")  # floor: bench/floor.py, the HTTP work a sync strictly needs
 SCENARIOS: list["Scenario"] = []   # filled by @register at import time
 _LIVE_PROXIES: set[DelayProxy] = set()   # for Bench.no_delay (DelayProxy has no public setter)
 
@@ -87,6 +94,8 @@ class Measurement:
     user: float = 0.0
     sys: float = 0.0
     returncode: int = 0
+    reg_cpu: float = 0.0      # CPU seconds of every live registry process during the run
+    proxy_cpu: float = 0.0    # CPU seconds of the WAN proxies' threads during the run
     extra: dict = field(default_factory=dict)   # e.g. {"disk": bytes}; set by Scenario.check
     error: str = ""
 
@@ -95,6 +104,7 @@ class Scenario:
     name = ""
     title = ""
     metrics: tuple[str, ...] = ("wall",)
+    tools: tuple[str, ...] = TOOLS
     quick = True
     timeout = 1800.0
 
@@ -115,6 +125,10 @@ def register(cls: type) -> type:
 
 def fastsync(*args: str) -> list[str]:
     return [sys.executable, "-m", "fastsync", *args]
+
+
+def floor(*args: str) -> list[str]:
+    return [sys.executable, "-m", "bench.floor", *args]
 
 
 def skopeo(*args: str) -> list[str]:
@@ -218,6 +232,7 @@ class Bench:
                 root = self._seeded_root()
             readonly = {"storage": {"maintenance": {"readonly": {"enabled": True}}}}
             reg = self.stack.enter_context(Registry(root=root, extra_config=readonly))
+            _track(reg, self.stack)
             self.src = Endpoint(reg, self.proxy(reg))
             _remove_stale_runs(self.out)
             self.run_dir.mkdir(parents=True)
@@ -317,12 +332,18 @@ class Trial:
 
     def registry(self, wan: bool) -> Endpoint:
         reg = self.stack.enter_context(Registry())
+        _track(reg, self.stack)
         return Endpoint(reg, self.bench.proxy(reg, self.stack) if wan else None)
 
     def sync_yaml(self, wan: bool) -> Path:
         path = self.dir / ("sync-wan.yaml" if wan else "sync.yaml")
         path.write_text(corpus_mod.sync_yaml(self.corpus["images"], self.src(wan)))
         return path
+
+    @property
+    def floor_timings(self) -> Path:
+        """Where a floor command writes its time without start-up (``--timings``)."""
+        return self.dir / "floor-timings.json"
 
     def persistent(self, key: str) -> Path:
         """A directory of this tool kept for the whole run (shared by scenarios using the same key)."""
@@ -353,8 +374,6 @@ class Trial:
 
 # ---------------------------------------------------------------- measuring
 TIME = "/usr/bin/time"
-
-
 def run_measured(argv: list[str], env: dict, log_path: Path, timeout: float) -> Measurement:
     """Run ``argv`` in a new session and measure it. Wall time is the harness's clock; peak RSS and
     CPU come from GNU ``/usr/bin/time`` (its own wait4 of the command: the largest single process
@@ -408,19 +427,29 @@ def _killpg(pid: int) -> None:
 @dataclass
 class Outcome:
     scenario: Scenario
-    runs: dict[str, list[Measurement]] = field(default_factory=lambda: {t: [] for t in TOOLS})
+    runs: dict[str, list[Measurement]] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for tool in self.scenario.tools:
+            self.runs.setdefault(tool, [])
+
     def values(self, tool: str, metric: str) -> list[float]:
-        ok = [m for m in self.runs[tool] if not m.returncode]
+        ok = [m for m in self.runs.get(tool, ()) if not m.returncode]
         if metric == "wall":
             return [m.wall for m in ok]
+        if metric == "nostart":   # the floor's own clock (no interpreter start-up); the others' wall
+            return [m.extra.get("work", m.wall) for m in ok]
         if metric == "rss":
             return [m.rss_kb * 1024 for m in ok]
         if metric == "cpu":
             return [m.user + m.sys for m in ok]
+        if metric == "reg_cpu":
+            return [m.reg_cpu for m in ok]
+        if metric == "proxy_cpu":
+            return [m.proxy_cpu for m in ok]
         return [m.extra[metric] for m in ok if metric in m.extra]
 
     def median(self, tool: str, metric: str) -> Optional[float]:
@@ -432,7 +461,9 @@ def run_all(bench: Bench, scenarios: list[Scenario], reps: int, log: Callable[[s
     outcomes = [Outcome(s) for s in scenarios]
     for rep in range(reps):
         for oc in outcomes:
-            order = TOOLS if rep % 2 == 0 else tuple(reversed(TOOLS))
+            tools = oc.scenario.tools
+            k = rep % len(tools)
+            order = tools[k:] + tools[:k]   # each tool runs first, middle and last in turn
             for tool in order:
                 if tool in oc.skipped or tool in oc.failed:
                     continue
@@ -453,8 +484,13 @@ def _one(bench: Bench, oc: Outcome, tool: str, rep: int, log: Callable[[str], No
             log(f"  {sc.name} [{tool}] skipped: {e}")
             return
         oc.labels[tool] = cmd.label
+        before = side_cpu()
         m = run_measured(cmd.argv, t.env, t.dir / "run.log", sc.timeout)
+        after = side_cpu()
+        m.reg_cpu, m.proxy_cpu = cpu_delta(before[0], after[0]), cpu_delta(before[1], after[1])
         if not m.returncode:
+            if t.floor_timings.exists():
+                m.extra["work"] = json.loads(t.floor_timings.read_text())["work"]
             sc.check(t, m)
         oc.runs[tool].append(m)
         status = "ok" if not m.returncode else f"FAILED exit {m.returncode}"

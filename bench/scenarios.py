@@ -8,14 +8,20 @@ fastsync runs ``fastsync sync`` when ``python -m fastsync sync --help`` works, o
 Destinations are ``<dest registry>/mirror/<name>:<tag>`` and ``<dir>/<name>:<tag>``, ``<name>``
 being the last component of the repository (skopeo sync's naming without ``--scoped``); every run is checked afterwards (manifest digests at the
 destination), so a number is only reported for a complete, correct copy.
+
+The third tool, "floor", is bench/floor.py on the same YAML: the raw mover for fresh syncs and
+the big copy, the HEAD-only no-op for the re-sync, and for ``dir:`` a mover whose blob pool (in
+the trial's cache directory, kept warm the way fastsync's cache is) makes the warm case
+hardlinks only.
 """
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
-from .harness import Command, Measurement, Scenario, Skip, Trial, disk_usage, fastsync, fastsync_has, loop, register, \
-    skopeo
+from . import corpus as corpus_mod
+from .harness import ALL_TOOLS, Command, Measurement, Scenario, Skip, Trial, disk_usage, fastsync, fastsync_has, floor, \
+    loop, register, skopeo
 
 TLS = ("--src-tls-verify=false", "--dest-tls-verify=false")
 OPTIONS = {"baseline": "sync"}   # set by __main__ (--baseline)
@@ -31,6 +37,9 @@ def sync_to_registry(t: Trial, src_wan: bool, dest_host: str) -> Command:
     dest = f"{dest_host}/mirror"
     images = t.corpus["images"]
     src = t.src(src_wan)
+    if t.tool == "floor":
+        argv = floor("copy", str(t.sync_yaml(src_wan)), f"docker://{dest}", "--timings", str(t.floor_timings))
+        return Command(argv, "python -m bench.floor copy sync.yaml docker://DEST/mirror")
     if t.tool == "fastsync" and fastsync_has("sync"):
         argv = fastsync("sync", "--src", "yaml", "--dest", "docker", "--all", "--dest-tls-verify=false",
                         str(t.sync_yaml(src_wan)), dest)
@@ -47,6 +56,11 @@ def sync_to_registry(t: Trial, src_wan: bool, dest_host: str) -> Command:
 
 def sync_to_dir(t: Trial, src_wan: bool, out: Path) -> Command:
     src = t.src(src_wan)
+    if t.tool == "floor":   # the blob pool lives where fastsync's cache does, and is kept (or emptied) alike
+        pool = Path(t.env["XDG_CACHE_HOME"]) / "floor-pool"
+        argv = floor("copy", str(t.sync_yaml(src_wan)), f"dir:{out}", "--pool", str(pool),
+                     "--timings", str(t.floor_timings))
+        return Command(argv, "python -m bench.floor copy sync.yaml dir:DIR --pool $XDG_CACHE_HOME/floor-pool")
     if t.tool == "fastsync" and fastsync_has("sync"):
         argv = fastsync("sync", "--src", "yaml", "--dest", "dir", "--all", str(t.sync_yaml(src_wan)), str(out))
         return Command(argv, "fastsync sync --src yaml --dest dir --all sync.yaml DIR")
@@ -83,6 +97,7 @@ def check_dir(out: Path, images: list[dict]) -> None:
 class _FreshSync(Scenario):
     wan = False
     metrics = ("wall", "rss")
+    tools = ALL_TOOLS
 
     def prepare(self, t: Trial) -> None:
         t.state["dest"] = t.registry(wan=self.wan)
@@ -112,18 +127,26 @@ class ResyncWan(_FreshSync):
     name = "resync-wan"
     title = "re-sync, nothing changed, WAN"
     wan = True
-    metrics = ("wall",)
+    metrics = ("wall", "nostart")
 
     def prepare(self, t: Trial) -> None:
         super().prepare(t)
         # the same tool synced these images before, to the same addresses, with the same cache
         with t.no_delay():
-            t.run(self.command(t))
+            t.run(sync_to_registry(t, self.wan, t.state["dest"].host))
         check_registry(t, t.state["dest"].registry, t.corpus["images"])
+
+    def command(self, t: Trial) -> Command:
+        if t.tool != "floor":
+            return super().command(t)
+        argv = floor("noop", str(t.sync_yaml(self.wan)), f"docker://{t.state['dest'].host}/mirror",
+                     "--timings", str(t.floor_timings))
+        return Command(argv, "python -m bench.floor noop sync.yaml docker://DEST/mirror (HEAD at both ends)")
 
 
 class _DirSync(Scenario):
     metrics = ("wall", "disk")
+    tools = ALL_TOOLS
     cache_key = "dir-cache"
 
     def command(self, t: Trial) -> Command:
@@ -168,6 +191,7 @@ class DirWarm(_DirSync):
 class BigCopy(Scenario):
     name = "big-copy"
     metrics = ("wall", "rss")
+    tools = ALL_TOOLS
 
     @property
     def title(self) -> str:  # type: ignore[override]
@@ -180,6 +204,11 @@ class BigCopy(Scenario):
 
     def command(self, t: Trial) -> Command:
         im = t.state["image"]
+        if t.tool == "floor":
+            one = t.dir / "one.yaml"
+            one.write_text(corpus_mod.sync_yaml([im], t.src(False)))
+            argv = floor("copy", str(one), f"docker://{t.state['dest'].host}/mirror", "--timings", str(t.floor_timings))
+            return Command(argv, f"python -m bench.floor copy one.yaml ({im['ref']}) docker://DEST/mirror")
         tool = fastsync if t.tool == "fastsync" else skopeo
         argv = tool("copy", "--all", *TLS, f"docker://{t.src(False)}/{im['ref']}",
                     f"docker://{t.state['dest'].host}/mirror/{dest_name(im)}")

@@ -14,7 +14,10 @@ Uses the bench harness (bench/harness.py: corpus, seeded source registry, measur
   conversion a user would write (``convert.py`` below, written out with the run: hardlink each
   blob into ``blobs/``, write ``_layers``, revision and tag links).
 
-Both trees are checked by serving them with an unmodified docker-registry (every manifest digest)
+* floor (bench/floor.py): the hardlink-only floor: manifests fetched from the source, every blob
+  hardlinked from a warm pool into the tree, link files written; nothing else.
+
+All trees are checked by serving them with an unmodified docker-registry (every manifest digest)
 before a number is reported. Prints a table; results in bench/out/storage/storage-results.json.
 """
 from __future__ import annotations
@@ -107,7 +110,7 @@ def scenarios() -> "dict[str, Scenario]":
     """The scenario classes (defined here so that `fastsync-run` imports nothing but fastsync)."""
     from support.registry import Registry
 
-    from .harness import Command, Measurement, Scenario, Trial, _base_env, fastsync, loop, skopeo
+    from .harness import ALL_TOOLS, Command, Measurement, Scenario, Trial, _base_env, fastsync, floor, loop, skopeo
 
     def _fastsync_sync_knows_storage() -> bool:
         probe = "import fastsync.sync.inputs as s; raise SystemExit('registry-storage' not in s.DEST_KINDS)"
@@ -126,6 +129,7 @@ def scenarios() -> "dict[str, Scenario]":
     class StorageWarm(Scenario):
         name = "storage-warm"
         metrics = ("wall", "rss")
+        tools = ALL_TOOLS
         wan = False
 
         @property
@@ -144,8 +148,20 @@ def scenarios() -> "dict[str, Scenario]":
             return Command(argv, "fastsync copy engine, all images concurrently, docker://SRC/REPO:TAG -> "
                                  "registry-storage:OUT:REPO:TAG, cache = $XDG_CACHE_HOME/fastsync")
 
+        def _floor(self, t: Trial, out: Path) -> Command:
+            argv = floor("copy", str(t.sync_yaml(self.wan)), f"registry-storage:{out}",
+                         "--pool", str(t.persistent("storage-pool")), "--timings", str(t.floor_timings))
+            return Command(argv, "python -m bench.floor copy sync.yaml registry-storage:OUT --pool POOL "
+                                 "(manifests fetched, blobs hardlinked from a warm pool)")
+
         def prepare(self, t: Trial) -> None:
-            if t.tool == "fastsync":
+            if t.tool == "floor":
+                pool = t.persistent("storage-pool")
+                if not (pool / ".bench-warm").exists():
+                    with t.no_delay():
+                        t.run(self._floor(t, t.dir / "warmup"))
+                    (pool / ".bench-warm").write_text("1")
+            elif t.tool == "fastsync":
                 cache = t.persistent("storage-cache")
                 t.env["XDG_CACHE_HOME"] = str(cache)
                 if not (cache / ".bench-warm").exists():       # a previous release's run filled the cache
@@ -159,6 +175,8 @@ def scenarios() -> "dict[str, Scenario]":
             out = t.dir / "root"
             if t.tool == "fastsync":
                 return self._fastsync(t, out)
+            if t.tool == "floor":
+                return self._floor(t, out)
             sync = skopeo("sync", "--all", "--scoped", "--src", "yaml", "--dest", "dir", str(t.sync_yaml(self.wan)),
                           str(t.dir / "dirs"))
             convert = [sys.executable, str(t.dir / "convert.py"), str(t.dir / "dirs"), str(out)]
@@ -195,14 +213,17 @@ def main() -> int:
 
     with sigterm_as_interrupt(), Bench(args.scale, args.delay_ms, None, OUT, log) as bench:
         outcomes = run_all(bench, chosen, args.reps, log)
-    lines = ["| scenario | fastsync | skopeo + script | ratio |", "| --- | ---: | ---: | ---: |"]
+    lines = ["| scenario | fastsync | skopeo + script | hardlink-only floor | skopeo / fastsync | fastsync / floor |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
     rows = []
     for oc in outcomes:
-        f, s = oc.median("fastsync", "wall"), oc.median("skopeo", "wall")
+        f, s, fl = (oc.median(tool, "wall") for tool in ("fastsync", "skopeo", "floor"))
         fr, sr = oc.median("fastsync", "rss"), oc.median("skopeo", "rss")
         cell = lambda v: f"{v:.2f} s" if v is not None else "failed"  # noqa: E731
-        lines.append(f"| {oc.scenario.title} | {cell(f)} | {cell(s)} | {f'{s / f:.1f}×' if f and s else '—'} |")
-        rows.append({"scenario": oc.scenario.name, "fastsync_s": f, "skopeo_s": s, "ratio": s / f if f and s else None,
+        lines.append(f"| {oc.scenario.title} | {cell(f)} | {cell(s)} | {cell(fl)} | "
+                     f"{f'{s / f:.1f}×' if f and s else '—'} | {f'{f / fl:.2f}' if f and fl else '—'} |")
+        rows.append({"scenario": oc.scenario.name, "fastsync_s": f, "skopeo_s": s, "floor_s": fl,
+                     "ratio": s / f if f and s else None, "fastsync_over_floor": f / fl if f and fl else None,
                      "fastsync_rss": fr, "skopeo_rss": sr, "commands": oc.labels, "failed": oc.failed,
                      "runs": {tool: [x.wall for x in oc.runs[tool]] for tool in oc.runs}})
     print(f"scale {args.scale:g}, {args.reps} repetitions (median)\n\n" + "\n".join(lines))

@@ -17,7 +17,7 @@ Public API
     ``restart()`` / ``cleanup()`` (stop and delete the temp dir, never a caller's root) /
     context manager (exit = cleanup).
     Attributes: ``url`` ("http(s)://127.0.0.1:PORT"), ``host`` ("127.0.0.1:PORT"),
-    ``port``, ``root``, ``workdir``, ``config_path``, ``log_path``, ``ca_path`` (CA
+    ``port``, ``pid`` (of the running process, else None), ``root``, ``workdir``, ``config_path``, ``log_path``, ``ca_path`` (CA
     PEM or None), ``cert_dir`` (skopeo --cert-dir layout: ca.crt [+ client.cert,
     client.key]; None without TLS), ``client_cert_path``/``client_key_path``,
     ``username``/``password`` (None without auth), ``creds`` ("user:pass" or None),
@@ -237,6 +237,11 @@ class Registry:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> Optional[int]:
+        """The docker-registry process id while it runs (the benchmark reads its CPU time)."""
+        return self._proc.pid if self.running and self._proc is not None else None
 
     # ---- lifecycle
     def start(self, timeout: float = 20) -> "Registry":

@@ -11,7 +11,6 @@ transfers and the CLI's whole-command --retry-times all use these functions.
 """
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import itertools
 import random
@@ -96,6 +95,7 @@ async def retrying(attempt_once: Callable[[], Awaitable[T]], retry_times: int,
                    deadline: Optional[float] = None) -> T:
     """Run `attempt_once()`, again after each retryable failure, at most `retry_times` more times
     and not after `deadline` seconds."""
+    import asyncio               # here, not at the top: the CLI imports this module before any loop runs
     started = time.monotonic()
     for attempt in itertools.count():
         try:

@@ -10,7 +10,6 @@ from typing import Any, Callable, Optional
 
 import click
 
-from fastsync.api import verify_credentials
 from fastsync.registry.authfile import (NotLoggedIn, lookup_credentials, parse_login_key, primary_auth_file, remove_all_credentials,
                        remove_credentials, set_credentials)
 from fastsync.errors import FastsyncError, Unauthorized, UsageError
@@ -20,6 +19,8 @@ from fastsync.options import Credentials, GlobalOptions, TransportOptions
 def _check(key: str, registry: str, creds: Credentials, opts: TransportOptions, gopts: GlobalOptions) -> None:
     """Validate `creds` against the registry; one-line errors worded as skopeo's."""
     try:
+        from fastsync.api import verify_credentials
+
         verify_credentials(registry, TransportOptions(tls_verify=opts.tls_verify, cert_dir=opts.cert_dir,
                                                       creds=creds), gopts)
     except Unauthorized:

@@ -7,13 +7,11 @@ from typing import Any, Optional
 
 import click
 
-from fastsync import api
 from fastsync.cli.errors import handle_errors, with_retries
 from fastsync.cli.flags import (additional_tags, apply_deprecated_tls_verify, check_retry_times,
                                 compression_options, deprecated_tls_verify, go_flag, network_flags, platform_of,
                                 retry_option, topts, transport_flags, with_network, write_stdout)
 from fastsync.cli.trust import delete_signatures, encryption_flags, make_trust, signing_flags
-from fastsync.engine.describe import go_json
 from fastsync.errors import FastsyncError, UsageError
 from fastsync.options import CopyOptions
 
@@ -62,6 +60,8 @@ def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_ar
          dest_precompute_digests: Optional[bool], screds: Optional[str], dcreds: Optional[str],
          deprecated_tls_verify: Optional[bool], **kw: Any) -> None:
     """Copy an image from SOURCE to DESTINATION (transport:details names)."""
+    from fastsync import api
+
     del dest_precompute_digests     # what fastsync always does (see the flag's help)
     check_retry_times(retry_times)
     apply_deprecated_tls_verify(deprecated_tls_verify, kw)
@@ -107,6 +107,9 @@ def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_ar
 def inspect(ctx: click.Context, image: str, raw: bool, config: bool, no_tags: bool, fmt: Optional[str],
             retry_times: int, **kw: Any) -> None:
     """Show an image's manifest, config or summary (skopeo's JSON, or --format's Go template)."""
+    from fastsync import api
+    from fastsync.engine.describe import go_json
+
     from fastsync.cli.inspect_format import is_json, render
 
     if fmt and raw:
@@ -136,6 +139,9 @@ def inspect(ctx: click.Context, image: str, raw: bool, config: bool, no_tags: bo
 @handle_errors
 def list_tags(ctx: click.Context, repository: str, retry_times: int, **kw: Any) -> None:
     """List the tags of a repository (docker://HOST/NAME)."""
+    from fastsync import api
+    from fastsync.engine.describe import go_json
+
     gopts = with_network(ctx.obj["global"], retry_times, kw)
     opts = topts(kw, "")
     click.echo(go_json(with_retries(lambda: api.list_tags(repository, opts, gopts), retry_times)))
@@ -149,6 +155,8 @@ def list_tags(ctx: click.Context, repository: str, retry_times: int, **kw: Any) 
 @handle_errors
 def delete(ctx: click.Context, image: str, retry_times: int, **kw: Any) -> None:
     """Delete an image (docker://: the manifest its tag points at; oci:: the ref)."""
+    from fastsync import api
+
     gopts = with_network(ctx.obj["global"], retry_times, kw)
     opts = topts(kw, "")
     digest = with_retries(lambda: api.delete_image(image, opts, gopts), retry_times)
@@ -161,6 +169,8 @@ def delete(ctx: click.Context, image: str, retry_times: int, **kw: Any) -> None:
 @handle_errors
 def manifest_digest(manifest: str) -> None:
     """Print the digest of a manifest file."""
+    from fastsync import api
+
     click.echo(str(api.manifest_digest(manifest)))
 
 

@@ -9,7 +9,6 @@ from typing import Optional
 import click
 
 from fastsync import __version__
-from fastsync.api import backend
 from fastsync.cli import auth, images, offline, sync, trust
 from fastsync.cli import help as help_cmds
 from fastsync.cli.errors import FastsyncGroup
@@ -17,9 +16,21 @@ from fastsync.cli.flags import go_flag
 from fastsync.options import GlobalOptions
 
 
+def _version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """--version: the backend is looked up only here, so the rest of the CLI starts without it."""
+    if not value or ctx.resilient_parsing:
+        return
+    try:
+        from fastsync.core.native import BACKEND
+    except ImportError:          # FASTSYNC_BACKEND=native without the extension: say so, as api.backend()
+        BACKEND = "python"
+    click.echo(f"fastsync version {__version__} (native core: {BACKEND})")
+    ctx.exit()
+
+
 @click.group(cls=FastsyncGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "-v", "--version", prog_name="fastsync",
-                      message=f"%(prog)s version %(version)s (native core: {backend()})")
+@click.option("-v", "--version", is_flag=True, expose_value=False, is_eager=True, callback=_version,
+              help="Show the version and exit.")
 @go_flag("--debug", help="log requests and decisions to stderr")
 @click.option("--command-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="abort the command after this long")

@@ -234,8 +234,7 @@ def sync_images(request: SyncRequest, global_options: Optional[GlobalOptions] = 
     Returns per-image results; raises on the first failure unless `request.options.keep_going`."""
     r = request
     opts = r.options
-    inp = SyncInput(r.source, r.destination, r.src_opts, r.dst_opts, r.scoped, r.append_suffix, r.src_registry,
-                    r.auth_file, opts.keep_going)
+    inp = SyncInput.of(r)
 
     async def go(session: Session) -> SyncResult:
         items = await resolve(session, r.src_kind, r.dest_kind, inp)

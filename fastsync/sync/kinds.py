@@ -2,7 +2,7 @@
 and what a destination kind is; plus the docker helpers every registry-backed source kind uses."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable, Optional, Protocol
 
 from fastsync.errors import InvalidReference
@@ -31,19 +31,16 @@ class SyncRequest:
 
 
 @dataclass(frozen=True)
-class SyncInput:
-    """What the command line gave besides the two kinds."""
+class SyncInput(SyncRequest):
+    """The request as the source and destination kinds read it, with what resolving it collects."""
 
-    source: str
-    destination: str
-    src_opts: TransportOptions = TransportOptions()
-    dst_opts: TransportOptions = TransportOptions()
-    scoped: bool = False
-    append_suffix: str = ""
-    src_registry: Optional[str] = None     # list: prefix for lines without a registry
-    auth_file: Optional[str] = None        # image-syncer: its auth file
     keep_going: bool = False
     warnings: list[str] = field(default_factory=list, compare=False)
+
+    @classmethod
+    def of(cls, request: SyncRequest) -> "SyncInput":
+        return cls(**{f.name: getattr(request, f.name) for f in fields(SyncRequest)},
+                   keep_going=request.options.keep_going)
 
 
 @dataclass(frozen=True)

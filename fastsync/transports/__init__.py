@@ -6,6 +6,9 @@ name to the class that parses its `transport:details` names, imported only when 
 docker.py dir.py oci.py   the registry, skopeo's directory layout, OCI image layouts
 archive/                  docker-archive: and oci-archive: tars
 storage/                  registry-storage: (a registry's on-disk tree)
+daemon/                   docker-daemon: (the Docker Engine API: save and load streams)
+cstorage/                 containers-storage: (podman/buildah/CRI-O's local store)
+sif.py sif_layer.py       sif: (Singularity images, read)
 localfs.py                what the local transports share: staged dirs, atomic writes, linking
 
 May import: the vocabulary modules, core, registry, store, fastsync.session. Not engine, sync or cli.

@@ -15,4 +15,7 @@
 - `layers`       source wrappers: encrypt or decrypt layers on the way; serve manifests read already
 
 Nothing here imports the engine, the sync planner or click; errors are FastsyncError subclasses.
+
+May import: vocabulary, core, registry, store, session, transports. Not engine, sync or cli: the
+engine calls it through CopyOptions.trust (check, layers, put_signatures).
 """

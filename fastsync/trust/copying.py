@@ -20,7 +20,7 @@ from fastsync.manifest import Manifest, choose_instance, host_platform, manifest
 from fastsync.model import Digest
 from fastsync.transports.base import ForwardingSource, RememberedSource
 from fastsync.trust import payload as pl
-from fastsync.trust import registries_d, sigstore
+from fastsync.trust import registries_d
 from fastsync.trust.evaluate import Scope, check_image, scope_of
 from fastsync.trust.attachments import read_attachments, write_attachments
 from fastsync.trust.formats import Signature, SimpleSigning, Sigstore, from_blob, to_blob
@@ -221,6 +221,8 @@ class Trust:
             out.append(SimpleSigning(message))
         if s.sigstore_key_file:
             key = s.sigstore_key or await asyncio.to_thread(load_signing_key, s.sigstore_key_file, s.sigstore_passphrase)
+            from fastsync.trust import sigstore      # cryptography: only when sigstore is used
+
             out.append(sigstore.sign(key, pl.build(digest, identity, pl.SIGSTORE_TYPE)))
         return out
 
@@ -279,6 +281,8 @@ def load_signing_key(path: str, passphrase: bytes) -> Any:
         raise FastsyncError(f"creating signature: reading private key from {path}: "
                             f"open {path}: {(exc.strerror or str(exc)).lower()}") from None
     try:
+        from fastsync.trust import sigstore
+
         return sigstore.decrypt_private_key(pem, passphrase)
     except FastsyncError as exc:
         raise FastsyncError(f"creating signature: initializing private key: {exc}") from None

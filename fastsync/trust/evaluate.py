@@ -10,7 +10,6 @@ from fastsync.errors import FastsyncError, InvalidReference
 from fastsync.manifest import manifest_digest
 from fastsync.reference import DockerReference, parse_docker_reference
 from fastsync.trust import payload as pl
-from fastsync.trust import sigstore
 from fastsync.trust.formats import SIGSTORE_ANNOTATION, SIGSTORE_MIME_TYPE, Signature, SimpleSigning, Sigstore
 from fastsync.trust.gpg import Keyring
 from fastsync.trust.policy import (PATH_TRANSPORTS, Identity, InsecureAcceptAnything, Policy, PolicyRejected, Reject,
@@ -185,6 +184,8 @@ def _signed_by(req: SignedBy, scope: Scope, manifest: bytes, sig: SimpleSigning)
 
 
 def _sigstore_signed(req: SigstoreSigned, scope: Scope, manifest: bytes, sig: Sigstore) -> None:
+    from fastsync.trust import sigstore      # cryptography: only when a policy asks for sigstore
+
     key = sigstore.load_public_key(req.key_data if req.key_data is not None else _read(req.key_path))
     b64 = sig.annotations.get(SIGSTORE_ANNOTATION)
     if b64 is None:

@@ -83,8 +83,6 @@ def make_trust(ctx: click.Context, remove_signatures: bool, sign_by: Optional[st
 def _crypt_configs(encryption_keys: tuple[str, ...], encrypt_layers: tuple[str, ...],
                    decryption_keys: tuple[str, ...]) -> tuple[Any, Any]:
     """skopeo's checks of --encryption-key, --encrypt-layer and --decryption-key, then the keys read."""
-    from fastsync.trust.encryption import DecryptConfig, EncryptConfig, decryption_keys as dkeys, encryption_keys as ekeys
-
     if encryption_keys and decryption_keys:
         raise UsageError("--encryption-key and --decryption-key cannot be specified together")
     if encrypt_layers and not encryption_keys:
@@ -96,6 +94,10 @@ def _crypt_configs(encryption_keys: tuple[str, ...], encrypt_layers: tuple[str, 
                 layers.append(int(part))
             except ValueError:
                 raise UsageError(f'invalid argument "{text}" for "--encrypt-layer" flag: not an integer') from None
+    if not encryption_keys and not decryption_keys:
+        return None, None                 # (the cipher modules load only when a key is given)
+    from fastsync.trust.encryption import DecryptConfig, EncryptConfig, decryption_keys as dkeys, encryption_keys as ekeys
+
     encrypt = EncryptConfig(ekeys(list(encryption_keys)), tuple(layers) if layers else None) \
         if encryption_keys else None
     decrypt = DecryptConfig(dkeys(list(decryption_keys))) if decryption_keys else None

@@ -118,7 +118,7 @@ def main() -> int:
     ap.add_argument("--driver", choices=("vfs", "overlay"), default="vfs")
     ap.add_argument("--wan", action="store_true", help="also run with the source behind the 20 ms WAN proxy")
     args = ap.parse_args()
-    from bench.harness import Bench, run_all, sigterm_as_interrupt
+    from bench.harness import Bench, finish, run_all, sigterm_as_interrupt
 
     table = scenarios(args.images, args.driver)
 
@@ -138,17 +138,9 @@ def main() -> int:
                      "fastsync_rss": oc.median("fastsync", "rss"), "skopeo_rss": oc.median("skopeo", "rss"),
                      "commands": oc.labels, "failed": oc.failed,
                      "runs": {tool: [x.wall for x in oc.runs[tool]] for tool in oc.runs}})
-    print(f"scale {args.scale:g}, {args.images} images, {args.driver}, {args.reps} repetitions (median)\n\n"
-          + "\n".join(lines))
-    for oc in outcomes:
-        print(f"\n{oc.scenario.name}: " + "; ".join(f"{k}: `{v}`" for k, v in oc.labels.items()))
-        for tool, err in oc.failed.items():
-            print(f"  {tool} FAILED: {err.splitlines()[-1] if err else ''}")
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "cstorage-results.json").write_text(json.dumps({"scale": args.scale, "images": args.images,
-                                                          "driver": args.driver, "reps": args.reps, "rows": rows},
-                                                         indent=1))
-    return 1 if any(oc.failed for oc in outcomes) else 0
+    header = f"scale {args.scale:g}, {args.images} images, {args.driver}, {args.reps} repetitions (median)"
+    meta = {"scale": args.scale, "images": args.images, "driver": args.driver, "reps": args.reps}
+    return finish(outcomes, header, lines, OUT, "cstorage-results.json", meta, rows)
 
 
 if __name__ == "__main__":

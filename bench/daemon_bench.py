@@ -25,7 +25,6 @@ table; results in bench/out/daemon/daemon-results.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -146,7 +145,7 @@ def main() -> int:
     ap.add_argument("--scale", type=float, default=0.25)
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
-    from bench.harness import Bench, run_all, sigterm_as_interrupt, skopeo
+    from bench.harness import Bench, finish, run_all, sigterm_as_interrupt, skopeo
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -181,15 +180,8 @@ def main() -> int:
                      "fastsync_cpu_s": fc, "skopeo_cpu_s": sc, "fastsync_rss": fr, "skopeo_rss": sr,
                      "commands": oc.labels, "failed": oc.failed,
                      "runs": {tool: [x.wall for x in oc.runs[tool]] for tool in oc.runs}})
-    print(f"scale {args.scale:g}, {args.reps} repetitions (median)\n\n" + "\n".join(lines))
-    for oc in outcomes:
-        print(f"\n{oc.scenario.name}: " + "; ".join(f"{k}: `{v}`" for k, v in oc.labels.items()))
-        for tool, err in oc.failed.items():
-            print(f"  {tool} FAILED: {err.splitlines()[-1] if err else ''}")
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "daemon-results.json").write_text(json.dumps({"scale": args.scale, "reps": args.reps, "rows": rows},
-                                                        indent=1))
-    return 1 if any(oc.failed for oc in outcomes) else 0
+    header = f"scale {args.scale:g}, {args.reps} repetitions (median)"
+    return finish(outcomes, header, lines, OUT, "daemon-results.json", {"scale": args.scale, "reps": args.reps}, rows)
 
 
 if __name__ == "__main__":

@@ -508,6 +508,20 @@ def _one(bench: Bench, oc: Outcome, tool: str, rep: int, log: Callable[[str], No
         t.close()
 
 
+def finish(outcomes: list[Outcome], header: str, lines: list[str], out: Path, name: str,
+           meta: dict, rows: list[dict]) -> int:
+    """The end of a feature benchmark: the table, each scenario's commands and failures, the JSON
+    results in `out/name`; the exit code (1 when any tool failed)."""
+    print(header + "\n\n" + "\n".join(lines))
+    for oc in outcomes:
+        print(f"\n{oc.scenario.name}: " + "; ".join(f"{k}: `{v}`" for k, v in oc.labels.items()))
+        for tool, err in oc.failed.items():
+            print(f"  {tool} FAILED: {err.splitlines()[-1] if err else ''}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / name).write_text(json.dumps({**meta, "rows": rows}, indent=1))
+    return 1 if any(oc.failed for oc in outcomes) else 0
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt():
     """SIGTERM unwinds like Ctrl-C, so registries, proxies and children are cleaned up."""

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -203,7 +202,7 @@ def main() -> int:
     ap.add_argument("--wan", action="store_true", help="also run with the source behind the 20 ms WAN proxy")
     ap.add_argument("--delay-ms", type=float, default=20.0)
     args = ap.parse_args()
-    from .harness import Bench, run_all, sigterm_as_interrupt
+    from .harness import Bench, finish, run_all, sigterm_as_interrupt
 
     table = scenarios()
     chosen = [table["storage-warm"]] + ([table["storage-warm-wan"]] if args.wan else [])
@@ -226,15 +225,8 @@ def main() -> int:
                      "ratio": s / f if f and s else None, "fastsync_over_floor": f / fl if f and fl else None,
                      "fastsync_rss": fr, "skopeo_rss": sr, "commands": oc.labels, "failed": oc.failed,
                      "runs": {tool: [x.wall for x in oc.runs[tool]] for tool in oc.runs}})
-    print(f"scale {args.scale:g}, {args.reps} repetitions (median)\n\n" + "\n".join(lines))
-    for oc in outcomes:
-        print(f"\n{oc.scenario.name}: " + "; ".join(f"{k}: `{v}`" for k, v in oc.labels.items()))
-        for tool, err in oc.failed.items():
-            print(f"  {tool} FAILED: {err.splitlines()[-1] if err else ''}")
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "storage-results.json").write_text(json.dumps({"scale": args.scale, "reps": args.reps, "rows": rows},
-                                                         indent=1))
-    return 1 if any(oc.failed for oc in outcomes) else 0
+    header = f"scale {args.scale:g}, {args.reps} repetitions (median)"
+    return finish(outcomes, header, lines, OUT, "storage-results.json", {"scale": args.scale, "reps": args.reps}, rows)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,24 @@ import os
 from pathlib import Path
 
 from support import images
+from support.faultproxy import Fault
 from support.registry import Registry
+
+def transient_faults(retry_after: str = "1", *, with_500: bool = True) -> dict[str, Fault]:
+    """Every kind of transient fault, each injected on the first attempt of every request; a 429
+    tells the client to wait `retry_after` seconds."""
+    faults = {
+        "reset": Fault("reset", "any"),
+        "truncate": Fault("truncate", "any"),
+        "corrupt": Fault("corrupt", "any"),
+        "stall": Fault("stall", "any"),
+        "503": Fault("status", "any", status=503),
+        "429": Fault("status", "any", status=429, retry_after=retry_after),
+    }
+    if with_500:
+        faults["500"] = Fault("status", "any", status=500)
+    return faults
+
 
 ACCEPT = ", ".join([images.DOCKER_V2S2, images.OCI_MANIFEST, images.OCI_INDEX, images.DOCKER_LIST])
 

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from faultcheck import cache_is_sound, dir_holds, registry_holds, registry_lacks
+from faultcheck import cache_is_sound, transient_faults, dir_holds, registry_holds, registry_lacks
 from helpers import assert_one_line_error, fastsync, ok
 from support import images
 from support.faultproxy import Fault, FaultProxy
@@ -22,16 +22,7 @@ from support.registry import Registry
 IMAGE = images.make_image(901, layers=2, layer_size=300_000)
 REPO, TAG = "faults/app", "v1"
 
-# every kind of transient fault, as injected on the first attempt of each request
-TRANSIENT = {
-    "reset": Fault("reset", "any"),
-    "truncate": Fault("truncate", "any"),
-    "corrupt": Fault("corrupt", "any"),
-    "stall": Fault("stall", "any"),
-    "503": Fault("status", "any", status=503),
-    "500": Fault("status", "any", status=500),
-    "429-retry-after": Fault("status", "any", status=429, retry_after="1"),
-}
+TRANSIENT = transient_faults()
 
 
 @pytest.fixture(scope="module")

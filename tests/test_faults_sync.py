@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pytest
 
-from faultcheck import cache_is_sound, registry_holds, registry_lacks
+from faultcheck import cache_is_sound, transient_faults, registry_holds, registry_lacks
 from helpers import assert_one_line_error, fastsync, ok
 from support import images
 from support.faultproxy import Fault, FaultProxy
@@ -21,14 +21,7 @@ B = images.make_image(912, layers=2, layer_size=200_000, base_seed=911, base_lay
 C = images.make_image(913, layers=2, layer_size=200_000, base_seed=911, base_layers=1)   # another repository
 IMAGES = {"t/a:one": A, "t/a:two": B, "t/c:one": C}
 FAST = ("--retry-times", "3", "--read-idle-timeout", "2")
-FAULTS = {
-    "reset": Fault("reset", "any"),
-    "truncate": Fault("truncate", "any"),
-    "corrupt": Fault("corrupt", "any"),
-    "stall": Fault("stall", "any"),
-    "503": Fault("status", "any", status=503),
-    "429": Fault("status", "any", status=429, retry_after="0"),
-}
+FAULTS = transient_faults("0", with_500=False)
 
 
 @pytest.fixture(scope="module")

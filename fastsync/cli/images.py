@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import click
 
@@ -14,6 +14,9 @@ from fastsync.cli.flags import (additional_tags, apply_deprecated_tls_verify, ch
 from fastsync.cli.trust import delete_signatures, encryption_flags, make_trust, signing_flags
 from fastsync.errors import FastsyncError, UsageError
 from fastsync.options import CopyOptions
+
+if TYPE_CHECKING:
+    from fastsync.options import GlobalOptions, TransportOptions
 
 
 @click.command()
@@ -131,6 +134,15 @@ def inspect(ctx: click.Context, image: str, raw: bool, config: bool, no_tags: bo
         click.echo(go_json(out))
 
 
+def _registry_call(ctx: click.Context, retry_times: int, kw: dict[str, Any],
+                   call: Callable[[TransportOptions, GlobalOptions], Any]) -> tuple[GlobalOptions, Any]:
+    """Run one whole registry operation with this command's transport and network flags, again after
+    a retryable failure (--retry-times); returns the options used and the operation's result."""
+    gopts = with_network(ctx.obj["global"], retry_times, kw)
+    opts = topts(kw, "")
+    return gopts, with_retries(lambda: call(opts, gopts), retry_times)
+
+
 @click.command("list-tags")
 @click.argument("repository")
 @retry_option
@@ -142,9 +154,8 @@ def list_tags(ctx: click.Context, repository: str, retry_times: int, **kw: Any) 
     from fastsync import api
     from fastsync.engine.describe import go_json
 
-    gopts = with_network(ctx.obj["global"], retry_times, kw)
-    opts = topts(kw, "")
-    click.echo(go_json(with_retries(lambda: api.list_tags(repository, opts, gopts), retry_times)))
+    _, tags = _registry_call(ctx, retry_times, kw, lambda opts, gopts: api.list_tags(repository, opts, gopts))
+    click.echo(go_json(tags))
 
 
 @click.command()
@@ -157,9 +168,7 @@ def delete(ctx: click.Context, image: str, retry_times: int, **kw: Any) -> None:
     """Delete an image (docker://: the manifest its tag points at; oci:: the ref)."""
     from fastsync import api
 
-    gopts = with_network(ctx.obj["global"], retry_times, kw)
-    opts = topts(kw, "")
-    digest = with_retries(lambda: api.delete_image(image, opts, gopts), retry_times)
+    gopts, digest = _registry_call(ctx, retry_times, kw, lambda opts, gopts: api.delete_image(image, opts, gopts))
     if digest is not None:
         delete_signatures(image, digest, gopts)
 

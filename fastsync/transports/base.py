@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, AsyncIterator, ClassVar, Optional
 
 from fastsync.core.codec import detect_compression
-from fastsync.errors import DigestMismatch, Unsupported
+from fastsync.errors import DigestMismatch, InvalidReference, Unsupported
 from fastsync.model import Descriptor, Digest, compression_of
 
 if TYPE_CHECKING:
@@ -66,6 +67,32 @@ class ImageReference(ABC):
 
     async def delete(self, session: "Session", opts: "TransportOptions") -> None:
         raise Unsupported(f"deleting images is not supported by the {self.transport}: transport")
+
+
+
+class PathReference(ImageReference):
+    """An image named by one local path (`dir:PATH`, `sif:PATH`); `path_kind` names it in the error
+    for an empty name, `absolute` says whether the path is made absolute as it is parsed."""
+
+    path_kind: ClassVar[str]
+    absolute: ClassVar[bool] = False
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.abspath(path) if self.absolute else path
+
+    @classmethod
+    def parse(cls, details: str) -> "PathReference":
+        if not details:
+            raise InvalidReference(f"invalid image name '{cls.transport}:': {cls.path_kind} is required")
+        return cls(details)
+
+    @property
+    def local_path(self) -> str:
+        return self.path
+
+    @property
+    def details(self) -> str:
+        return self.path
 
 
 class ImageSource(ABC):

@@ -6,10 +6,10 @@ import os
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, AsyncIterator, Optional
 
-from fastsync.errors import FastsyncError, InvalidReference, NotFound
+from fastsync.errors import FastsyncError, NotFound
 from fastsync.manifest import parse_manifest
 from fastsync.model import Descriptor, Digest
-from fastsync.transports.base import Capabilities, ImageDestination, ImageReference, ImageSource, file_chunks
+from fastsync.transports.base import Capabilities, ImageDestination, ImageSource, PathReference, file_chunks
 from fastsync.transports.localfs import (StagedDir, atomic_write, blob_exists, checked_file, place_file,
                                          stream_to_file)
 
@@ -34,25 +34,10 @@ def manifest_name(instance: Optional[Digest]) -> str:
     return f"{blob_name(instance)}.manifest.json" if instance else "manifest.json"
 
 
-class DirImageReference(ImageReference):
+class DirImageReference(PathReference):
     transport = "dir"
-
-    def __init__(self, path: str) -> None:
-        self.path = os.path.abspath(path)
-
-    @classmethod
-    def parse(cls, details: str) -> "DirImageReference":
-        if not details:
-            raise InvalidReference("invalid image name 'dir:': a directory path is required")
-        return cls(details)
-
-    @property
-    def local_path(self) -> str:
-        return self.path
-
-    @property
-    def details(self) -> str:
-        return self.path
+    path_kind = "a directory path"
+    absolute = True
 
     async def open_source(self, session: "Session", opts: "TransportOptions") -> "DirSource":
         if not os.path.isfile(os.path.join(self.path, "manifest.json")):

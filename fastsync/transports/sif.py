@@ -23,10 +23,10 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, AsyncIterator, Optional
 
-from fastsync.errors import FastsyncError, InvalidReference, NotFound, Unsupported
+from fastsync.errors import FastsyncError, NotFound, Unsupported
 from fastsync.model import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, Descriptor, Digest
 from fastsync.core.native import sha256_file
-from fastsync.transports.base import ImageDestination, ImageReference, ImageSource, file_chunks
+from fastsync.transports.base import ImageDestination, ImageSource, PathReference, file_chunks
 from fastsync.transports.localfs import in_thread
 from fastsync.transports.sif_layer import ConversionError, inject_script, unsquash, write_tar
 
@@ -155,25 +155,9 @@ def image_manifest(config: bytes, layer: Digest, layer_size: int) -> bytes:
                        "layers": [{"mediaType": OCI_LAYER, "digest": str(layer), "size": layer_size}]})
 
 
-class SifImageReference(ImageReference):
+class SifImageReference(PathReference):
     transport = "sif"
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    @classmethod
-    def parse(cls, details: str) -> "SifImageReference":
-        if not details:
-            raise InvalidReference("invalid image name 'sif:': a SIF file path is required")
-        return cls(details)
-
-    @property
-    def local_path(self) -> str:
-        return self.path
-
-    @property
-    def details(self) -> str:
-        return self.path
+    path_kind = "a SIF file path"
 
     async def open_source(self, session: "Session", opts: "TransportOptions") -> "SifSource":
         return await in_thread(convert, self, session.options.tmpdir)

@@ -76,3 +76,26 @@ def assert_converted(raw: bytes, image: SampleImage) -> None:
     assert doc["config"]["digest"] == src["config"]["digest"]
     assert [ly["digest"] for ly in doc["layers"]] == [ly["digest"] for ly in src["layers"]]
     assert all(ly["mediaType"].startswith("application/vnd.oci.image.layer.") for ly in doc["layers"])
+
+
+def on_terminal(args: list[str], columns: int = 160) -> str:
+    """Run `fastsync ARGS` with stderr on a pseudo-terminal (so progress draws bars); what it drew.
+    The command must succeed."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "fastsync", *args], cwd=ROOT, stderr=slave,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": str(columns), "TERM": "xterm"})
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(60) == 0
+    return b"".join(chunks).decode(errors="replace")

@@ -2,13 +2,9 @@
 never shows more done than planned: a warm-cache sync once showed `292 MiB/127 MiB`."""
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-from helpers import ROOT, fastsync, ok
+from helpers import fastsync, ok, on_terminal
 
 
 def test_each_blob_counts_once_however_many_destinations_it_is_placed_in() -> None:
@@ -35,26 +31,6 @@ def test_the_counter_never_exceeds_the_total_of_an_unknown_blob() -> None:
     assert t.bytes_done == 100
 
 
-def _screen(args: list[str], tmp_path: Path) -> str:
-    import pty
-
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "fastsync", *args], cwd=ROOT, stderr=slave,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "160", "TERM": "xterm"})
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    assert proc.wait(60) == 0
-    return b"".join(chunks).decode(errors="replace")
-
-
 _UNIT = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
 
 
@@ -64,7 +40,7 @@ def test_a_warm_cache_sync_shows_no_more_bytes_done_than_planned(seeded_registry
     base = ["sync", "--cache", str(tmp_path / "cache"), "--src", "yaml", "--dest", "dir", str(tmp_path / "s.yml")]
     ok(fastsync(*base, str(tmp_path / "warm")))          # fills the cache
     # into dir: (no mounts) the shared base layer is placed twice from the cache
-    screen = _screen([*base, str(tmp_path / "cold")], tmp_path)
+    screen = on_terminal([*base, str(tmp_path / "cold")])
     pairs = re.findall(r"([\d.]+) (B|KiB|MiB|GiB)/([\d.]+) (B|KiB|MiB|GiB)", screen)
     assert pairs, screen
     for done, du, total, tu in pairs:

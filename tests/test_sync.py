@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Callable, Iterator
@@ -12,7 +11,7 @@ import pytest
 from support import images
 from support.registry import Registry
 
-from helpers import assert_one_line_error, fastsync, ok
+from helpers import assert_one_line_error, fastsync, ok, on_terminal
 
 TAGS = ("latest", "1.0.0", "1.2.0", "2.0.0", "edge")
 
@@ -284,28 +283,9 @@ def test_unlistable_repository_is_a_warning_with_keep_going(src: Registry, fresh
 
 
 def test_progress_bars_on_a_terminal(src: Registry, fresh_registry: Registry, tmp_path: Path) -> None:
-    import pty
-    import sys
-
-    from helpers import ROOT
-
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "fastsync", "sync", "--cache", str(tmp_path / "c"), "--src",
-                             "docker", "--dest", "docker", "--src-tls-verify=false", "--dest-tls-verify=false",
-                             f"{src.host}/apps/api", f"{fresh_registry.host}/t"], cwd=ROOT, stderr=slave,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "120", "TERM": "xterm"})
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    assert proc.wait(60) == 0
-    screen = b"".join(chunks).decode(errors="replace")
+    screen = on_terminal(["sync", "--cache", str(tmp_path / "c"), "--src", "docker", "--dest", "docker",
+                          "--src-tls-verify=false", "--dest-tls-verify=false", f"{src.host}/apps/api",
+                          f"{fresh_registry.host}/t"], columns=120)
     assert "Planned 2 images" in screen and "images" in screen and "bytes" in screen
     assert "Progress:" not in screen          # bars, not the plain lines
 

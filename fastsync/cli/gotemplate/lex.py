@@ -307,18 +307,22 @@ class Lexer:
         return self.lex_inside_action
 
     def lex_char(self):
+        return self._lex_escaped("'", CHAR_CONSTANT, "unterminated character constant")
+
+    def _lex_escaped(self, close: str, typ, unterminated: str):
+        """A quoted constant with backslash escapes ('…' or "…"), ended by `close` on the same line."""
         while True:
             c = self.next()
             if c == "\\":
                 c2 = self.next()
                 if c2 not in ("", "\n"):
                     continue
-                return self.errorf("unterminated character constant")
+                return self.errorf(unterminated)
             if c in ("", "\n"):
-                return self.errorf("unterminated character constant")
-            if c == "'":
+                return self.errorf(unterminated)
+            if c == close:
                 break
-        self.emit(CHAR_CONSTANT)
+        self.emit(typ)
         return self.lex_inside_action
 
     def lex_number(self):
@@ -358,19 +362,7 @@ class Lexer:
         return True
 
     def lex_quote(self):
-        while True:
-            c = self.next()
-            if c == "\\":
-                c2 = self.next()
-                if c2 not in ("", "\n"):
-                    continue
-                return self.errorf("unterminated quoted string")
-            if c in ("", "\n"):
-                return self.errorf("unterminated quoted string")
-            if c == '"':
-                break
-        self.emit(STRING)
-        return self.lex_inside_action
+        return self._lex_escaped('"', STRING, "unterminated quoted string")
 
     def lex_raw_quote(self):
         while True:

@@ -58,14 +58,8 @@ class CA(KeyPair):
     @classmethod
     def create(cls, common_name: str = "fastsync test CA") -> "CA":
         key = ec.generate_private_key(ec.SECP256R1())
-        name = _name(common_name)
         cert = (
-            x509.CertificateBuilder()
-            .subject_name(name).issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(_NOT_BEFORE).not_valid_after(_NOT_AFTER)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            _self_signed(common_name, key)
             .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
                                          content_commitment=False, key_encipherment=False,
                                          data_encipherment=False, key_agreement=False,
@@ -107,17 +101,18 @@ class CA(KeyPair):
 
 def self_signed_rsa(common_name: str = "fastsync token signer") -> KeyPair:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return KeyPair(cert=_self_signed(common_name, key).sign(key, hashes.SHA256()), key=key)
+
+
+def _self_signed(common_name: str, key) -> x509.CertificateBuilder:
+    """A CA certificate builder whose subject and issuer are `common_name`, for `key`."""
     name = _name(common_name)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(_NOT_BEFORE).not_valid_after(_NOT_AFTER)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return KeyPair(cert=cert, key=key)
+    return (x509.CertificateBuilder()
+            .subject_name(name).issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(_NOT_BEFORE).not_valid_after(_NOT_AFTER)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True))
 
 
 def write_cert_dir(path: Union[str, Path], ca: KeyPair, client: Optional[KeyPair] = None) -> Path:

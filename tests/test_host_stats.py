@@ -172,3 +172,14 @@ def test_percentiles_are_nearest_rank() -> None:
     lat = Latency.of([0.002, 0.001, 0.004])
     assert lat is not None and lat.to_json() == {"count": 3, "p50": 2.0, "p90": 4.0, "p99": 4.0}
     assert Latency.of([]) is None
+
+
+def test_a_failed_copy_prints_its_figures_before_the_error_line(src_proxy: FaultProxy, tmp_path: Path) -> None:
+    proc = fastsync("copy", "--stats", "--src-tls-verify=false", f"docker://{src_proxy.host}/{REPO}:missing",
+                    f"dir:{tmp_path / 'out'}")
+    lines = proc.stderr.decode().splitlines()
+    assert proc.returncode == 1
+    assert lines[0].startswith("HOST ") and lines[1].split()[0] == src_proxy.host
+    assert "GET" in lines[2] and "404 x1" in lines[2]
+    assert lines[-1].startswith("Error: ") and "manifest unknown" in lines[-1]
+    assert len(lines) == 4 and "Traceback" not in proc.stderr.decode()

@@ -8,7 +8,7 @@ import click
 
 from fastsync.cli.errors import handle_errors
 from fastsync.cli.flags import retry_option, topts, transport_flags, with_network
-from fastsync.cli.stats import human
+from fastsync.cli.sync import human
 from fastsync.errors import UsageError
 
 if TYPE_CHECKING:
@@ -69,7 +69,8 @@ def _registry(text: str) -> str:
 @click.option("--concurrency", default="1,4,16", show_default=True, metavar="LEVELS",
               help="operations in flight at once, comma-separated; every size is measured at each")
 @click.option("--count", type=int, default=16, show_default=True, metavar="N",
-              help="blobs of each size (and manifests) pushed and pulled at each level")
+              help="blobs of each size (and manifests) pushed and pulled at each level (no fewer than the "
+                   "highest level, to keep that many in flight)")
 @click.option("--repository", default="", metavar="NAME",
               help="repository to work in (default: fastsync-bench-<random>); its manifests are deleted after")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,

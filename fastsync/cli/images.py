@@ -89,10 +89,12 @@ def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_ar
     from fastsync.cli.render import CopyPrinter
 
     traffic = api.TrafficStats() if stats else None
-    result = api.copy_image(source, destination, options, src_opts, dst_opts, gopts,
-                            on_event=None if quiet else CopyPrinter(sys.stdout), traffic=traffic)
-    if traffic is not None:
-        print_stats(traffic.figures(), sys.stderr)
+    try:
+        result = api.copy_image(source, destination, options, src_opts, dst_opts, gopts,
+                                on_event=None if quiet else CopyPrinter(sys.stdout), traffic=traffic)
+    finally:                      # a failed copy's figures too, before its error line
+        if traffic is not None:
+            print_stats(traffic.figures(), sys.stderr)
     if digestfile:
         with open(digestfile, "w") as f:
             f.write(str(result.digest))

@@ -5,6 +5,8 @@ from typing import TYPE_CHECKING, Iterable, Optional, Sequence, TextIO
 
 import click
 
+from fastsync.cli.sync import human
+
 if TYPE_CHECKING:
     from fastsync.registry.stats import HostFigures, Latency
 
@@ -24,14 +26,6 @@ def format_table(header: Sequence[str], rows: Iterable[Sequence[str]], left: int
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return ["  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
             for r in rows]
-
-
-def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
 
 
 def ms(lat: Optional["Latency"]) -> str:

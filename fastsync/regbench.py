@@ -16,7 +16,7 @@ import hashlib
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterator, Optional
 
 import orjson
@@ -47,8 +47,6 @@ class BenchPlan:
 
     def named(self) -> "BenchPlan":
         """This plan with its repository chosen: `fastsync-bench-<random>` unless given."""
-        from dataclasses import replace
-
         return self if self.repository else replace(self, repository=f"fastsync-bench-{os.urandom(4).hex()}")
 
 
@@ -284,4 +282,7 @@ def bench_registry(host: str, opts: TransportOptions, plan: BenchPlan,
 
     plan = plan.named()
     check_plan(plan)
-    return run(lambda session: _Run(session.registry(host, opts), plan, on_row).run(), global_options)
+    gopts = global_options or GlobalOptions()
+    # one connection per operation in flight: the pool must not be what limits the highest level
+    gopts = replace(gopts, connections_per_host=max(gopts.connections_per_host, max(plan.levels)))
+    return run(lambda session: _Run(session.registry(host, opts), plan, on_row).run(), gopts)

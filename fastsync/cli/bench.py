@@ -8,7 +8,6 @@ import click
 
 from fastsync.cli.errors import handle_errors
 from fastsync.cli.flags import retry_option, topts, transport_flags, with_network
-from fastsync.cli.sync import human
 from fastsync.errors import UsageError
 
 if TYPE_CHECKING:
@@ -23,6 +22,8 @@ def _line(cells: tuple[str, ...]) -> str:
 
 
 def row_line(row: "BenchRow") -> str:
+    from fastsync.cli.render import _human as human
+
     lat = row.latency
     rate = f"{row.mb_per_s:.1f}" if row.op in ("push", "pull") else "-"
     return _line((row.op, human(row.size), str(row.concurrency), str(row.count), f"{row.seconds:.3f}",
@@ -31,6 +32,8 @@ def row_line(row: "BenchRow") -> str:
 
 
 def cleanup_line(result: "BenchResult") -> str:
+    from fastsync.cli.render import _human as human
+
     c = result.cleanup
     blobs = f"{c.blobs_left} blobs ({human(c.blob_bytes_left)}) stay in {result.repository} until the registry's " \
             "garbage collection runs"
@@ -88,6 +91,7 @@ def bench(ctx: click.Context, registry: str, blob_size: str, concurrency: str, c
     about SIZES x COUNT x LEVELS bytes."""
     import orjson
 
+    from fastsync.cli.render import _human as human
     from fastsync.cli.sync import parse_size
     from fastsync.regbench import BenchPlan, bench_registry
 

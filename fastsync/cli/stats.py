@@ -5,8 +5,6 @@ from typing import TYPE_CHECKING, Iterable, Optional, Sequence, TextIO
 
 import click
 
-from fastsync.cli.sync import human
-
 if TYPE_CHECKING:
     from fastsync.registry.stats import HostFigures, Latency
 
@@ -41,6 +39,8 @@ HEADER = ("HOST", "REQUESTS", "SENT", "RECEIVED", "UP MB/s", "DOWN MB/s", "RETRI
 
 def host_lines(figures: Sequence["HostFigures"]) -> list[str]:
     """The table, one row per host, each followed by its requests by method and answer status."""
+    from fastsync.cli.render import _human as human
+
     if not figures:
         return ["no registry requests"]
     rows = []

@@ -57,7 +57,6 @@ def register(main: click.Group) -> None:
                                     with_network)
     from fastsync.cli.stats import print_stats, stats_flag
     from fastsync.cli.trust import make_trust, signing_flags
-    from fastsync.registry.stats import TrafficStats
 
     @main.command()
     @click.argument("source")
@@ -110,6 +109,7 @@ def register(main: click.Group) -> None:
              sign_by: Optional[str], sigstore_key: Optional[str], sign_passphrase_file: Optional[str],
              deprecated_tls_verify: Optional[bool], **kw: Any) -> None:
         """Copy every image of SOURCE to DESTINATION (skopeo sync, plus lists and image-syncer files)."""
+        from fastsync.registry.stats import TrafficStats
         from fastsync.sync.inputs import SyncRequest, sync_images
         from fastsync.sync.plan import SyncOptions
 

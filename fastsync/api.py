@@ -13,6 +13,7 @@ from fastsync.model import Digest, Platform
 from fastsync.options import CopyOptions, GlobalOptions, TransportOptions
 from fastsync.progress import EventSink
 from fastsync.reference import DEFAULT_DOMAIN
+from fastsync.registry.stats import TrafficStats
 from fastsync.transports import parse_image_name
 from fastsync.session import Session, run
 from fastsync.store.blobs import Store
@@ -29,11 +30,12 @@ def _ref(name: Ref) -> ImageReference:
 def copy_image(src: Ref, dst: Ref, options: Optional[CopyOptions] = None,
                src_opts: TransportOptions = TransportOptions(), dst_opts: TransportOptions = TransportOptions(),
                global_options: Optional[GlobalOptions] = None, store: Optional[Store] = None,
-               on_event: Optional[EventSink] = None) -> ImageResult:
-    """Copy one image (or, with multi_arch='all', a whole index) from `src` to `dst`."""
+               on_event: Optional[EventSink] = None, traffic: Optional[TrafficStats] = None) -> ImageResult:
+    """Copy one image (or, with multi_arch='all', a whole index) from `src` to `dst`; with `traffic`,
+    the per-host figures of the copy are counted into it."""
     s, d = _ref(src), _ref(dst)
     return run(lambda session: Job(session, options, on_event).copy(s, d, src_opts, dst_opts),
-               global_options, store)
+               global_options, store, traffic)
 
 
 def inspect_image(name: Ref, opts: TransportOptions = TransportOptions(), raw: bool = False,
@@ -125,7 +127,7 @@ def manifest_digest(path: str) -> Digest:
     return _manifest_digest(data)
 
 
-__all__ = ["copy_image", "inspect_image", "list_tags", "delete_image", "manifest_digest", "run",
+__all__ = ["copy_image", "inspect_image", "list_tags", "delete_image", "manifest_digest", "run", "TrafficStats",
            "verify_credentials",
            "ImageResult", "InvalidReference"]
 

@@ -11,6 +11,7 @@ class FastsyncError(Exception):
     retryable = False                     # transient: the same request may well succeed if repeated
     retry_after: "float | None" = None    # seconds the server asked us to wait (Retry-After)
     exhausted = False                     # a retry loop already gave up on it: outer loops do not retry
+    host: "str | None" = None             # the registry whose answer (or connection) failed, when known
 
     def __str__(self) -> str:
         msg = super().__str__()

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from fastsync.store.blobs import Store
     from fastsync.registry.client import RegistryClient
+    from fastsync.registry.stats import TrafficStats
 
 T = TypeVar("T")
 
@@ -19,9 +20,11 @@ T = TypeVar("T")
 class Session:
     """Owns what outlives one image: connections, authenticated clients, the store. Use `async with`."""
 
-    def __init__(self, options: Optional[GlobalOptions] = None, store: Optional["Store"] = None) -> None:
+    def __init__(self, options: Optional[GlobalOptions] = None, store: Optional["Store"] = None,
+                 traffic: Optional["TrafficStats"] = None) -> None:
         self.options = options or GlobalOptions()
         self.store = store
+        self.traffic = traffic            # per-host figures, counted by trace hooks when given
         self._http: Optional["aiohttp.ClientSession"] = None
         self._clients: dict[tuple[str, TransportOptions], "RegistryClient"] = {}
 
@@ -42,8 +45,10 @@ class Session:
             # sock_read is an idle timeout: it restarts with every piece of data that arrives
             timeout = aiohttp.ClientTimeout(total=None, connect=None,
                                             sock_connect=net.connect_timeout, sock_read=net.read_idle_timeout)
+            traces = [self.traffic.trace_config()] if self.traffic is not None else None
             self._http = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
-                                               headers={"User-Agent": self.options.user_agent})
+                                               headers={"User-Agent": self.options.user_agent},
+                                               trace_configs=traces)
         return self._http
 
     def registry(self, host: str, opts: TransportOptions) -> "RegistryClient":
@@ -53,8 +58,16 @@ class Session:
         key = (host, opts)
         client = self._clients.get(key)
         if client is None:
-            client = self._clients[key] = RegistryClient(self.http, host, opts, self.options.network)
+            client = self._clients[key] = RegistryClient(self.http, host, opts, self.options.network,
+                                                         self.traffic)
         return client
+
+    def note_retry(self, exc: BaseException, host: Optional[str] = None) -> None:
+        """Count a retry in the figures: against the registry whose answer failed (`exc.host`), else
+        `host`."""
+        where = getattr(exc, "host", None) or host
+        if self.traffic is not None and where:
+            self.traffic.retried(where)
 
     async def close(self) -> None:
         if self._http is not None:
@@ -63,24 +76,25 @@ class Session:
 
 
 def run(fn: Callable[[Session], Awaitable[T]], global_options: Optional[GlobalOptions] = None,
-        store: Optional[Store] = None) -> T:
+        store: Optional[Store] = None, traffic: Optional["TrafficStats"] = None) -> T:
     """Run `fn(session)` on a fresh event loop (uvloop when installed), honouring --command-timeout.
     With a `store`, its run lock is held throughout, so a concurrent `cache gc` never deletes blobs
-    under the job."""
+    under the job; with `traffic`, the session's per-host figures are counted into it."""
     gopts = global_options or GlobalOptions()
     if store is not None:
         store.open_run()
         try:
-            return _run(fn, gopts, store)
+            return _run(fn, gopts, store, traffic)
         finally:
             store.close_run()
-    return _run(fn, gopts, store)
+    return _run(fn, gopts, store, traffic)
 
 
-def _run(fn: Callable[[Session], Awaitable[T]], gopts: GlobalOptions, store: Optional[Store]) -> T:
+def _run(fn: Callable[[Session], Awaitable[T]], gopts: GlobalOptions, store: Optional[Store],
+         traffic: Optional["TrafficStats"]) -> T:
 
     async def main() -> T:
-        async with Session(gopts, store) as session:
+        async with Session(gopts, store, traffic) as session:
             if gopts.command_timeout:
                 try:
                     return await asyncio.wait_for(fn(session), gopts.command_timeout)

@@ -34,9 +34,10 @@ LAYERS: dict[str, set[str]] = {
                       "fastsync.session", "fastsync.transports", "fastsync.engine"},
     "fastsync.offline": {"vocabulary", "fastsync.core", "fastsync.registry", "fastsync.store",
                          "fastsync.session", "fastsync.transports", "fastsync.engine"},
+    "fastsync.regbench": {"vocabulary", "fastsync.registry", "fastsync.session"},
     "fastsync.cli": {"vocabulary", "fastsync.core", "fastsync.registry", "fastsync.store", "fastsync.session",
                      "fastsync.transports", "fastsync.trust", "fastsync.engine", "fastsync.api", "fastsync.sync",
-                     "fastsync.offline"},
+                     "fastsync.offline", "fastsync.regbench"},
     "fastsync.__main__": {"fastsync.cli"},
 }
 # third-party modules only some layers may use

@@ -11,6 +11,7 @@ from fastsync.cli.errors import handle_errors, with_retries
 from fastsync.cli.flags import (additional_tags, apply_deprecated_tls_verify, check_retry_times,
                                 compression_options, deprecated_tls_verify, go_flag, network_flags, platform_of,
                                 retry_option, topts, transport_flags, with_network, write_stdout)
+from fastsync.cli.stats import print_stats, stats_flag
 from fastsync.cli.trust import delete_signatures, encryption_flags, make_trust, signing_flags
 from fastsync.errors import FastsyncError, UsageError
 from fastsync.options import CopyOptions
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 @click.option("--dest-compress-format", type=click.Choice(["gzip", "zstd"]), help="(re)compress layers to this format")
 @click.option("--dest-compress-level", type=int, metavar="N", help="compression level (gzip 0-9, zstd 1-22)")
 @go_flag("-q", "--quiet", help="no progress output")
+@stats_flag
 @go_flag("--remove-signatures", help="do not copy signatures from SOURCE")
 @signing_flags(identity=True)
 @encryption_flags
@@ -55,7 +57,7 @@ if TYPE_CHECKING:
 @handle_errors
 def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_arch: Optional[str],
          fmt: Optional[str], preserve_digests: bool, retry_times: int, digestfile: Optional[str], quiet: bool,
-         remove_signatures: bool, authfile: Optional[str], dest_compress: bool, dest_decompress: bool,
+         stats: bool, remove_signatures: bool, authfile: Optional[str], dest_compress: bool, dest_decompress: bool,
          dest_compress_format: Optional[str], dest_compress_level: Optional[int], sign_by: Optional[str],
          sigstore_key: Optional[str], sign_passphrase_file: Optional[str], sign_identity: Optional[str],
          encryption_keys: tuple[str, ...], encrypt_layers: tuple[str, ...], decryption_keys: tuple[str, ...],
@@ -89,8 +91,13 @@ def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_ar
                                    oci_accept_uncompressed_layers=bool(dest_oci_accept_uncompressed_layers))
     from fastsync.cli.render import CopyPrinter
 
-    result = api.copy_image(source, destination, options, src_opts, dst_opts, gopts,
-                            on_event=None if quiet else CopyPrinter(sys.stdout))
+    traffic = api.TrafficStats() if stats else None
+    try:
+        result = api.copy_image(source, destination, options, src_opts, dst_opts, gopts,
+                                on_event=None if quiet else CopyPrinter(sys.stdout), traffic=traffic)
+    finally:                      # a failed copy's figures too, before its error line
+        if traffic is not None:
+            print_stats(traffic.figures(), sys.stderr)
     if digestfile:
         with open(digestfile, "w") as f:
             f.write(str(result.digest))

@@ -9,7 +9,7 @@ from typing import Optional
 import click
 
 from fastsync import __version__
-from fastsync.cli import auth, images, offline, sync, trust
+from fastsync.cli import auth, bench, images, offline, sync, trust
 from fastsync.cli import help as help_cmds
 from fastsync.cli.errors import FastsyncGroup
 from fastsync.cli.flags import go_flag
@@ -69,6 +69,7 @@ def main(ctx: click.Context, debug: bool, command_timeout: Optional[float], tmpd
 
 for _cmd in images.COMMANDS:
     main.add_command(_cmd)
+main.add_command(bench.bench)
 auth.register(main)
 sync.register(main)
 offline.register(main)

@@ -10,6 +10,7 @@ import orjson
 from fastsync.progress import Event, Tally
 
 if TYPE_CHECKING:
+    from fastsync.registry.stats import HostFigures
     from fastsync.sync.run import SyncResult
 
 
@@ -154,8 +155,10 @@ _SUMMED = ("bytes_transferred", "bytes_from_cache", "bytes_skipped", "blobs_tran
            "blobs_skipped")
 
 
-def report(result: "SyncResult", started: float, dry_run: bool = False) -> dict[str, Any]:
-    """The --report document: per image status, blobs and bytes by where they came from, time; and totals.
+def report(result: "SyncResult", started: float, dry_run: bool = False,
+           hosts: Optional[tuple["HostFigures", ...]] = None) -> dict[str, Any]:
+    """The --report document: per image status, blobs and bytes by where they came from, time; totals;
+    and with `hosts`, each registry host's figures (fastsync.registry.stats.HostFigures.to_json).
 
     *_transferred: read from the source (downloaded, or read from a local source) and written;
     *_from_cache: written from the local cache (hardlinked, copied or uploaded), nothing read from
@@ -170,11 +173,15 @@ def report(result: "SyncResult", started: float, dry_run: bool = False) -> dict[
                        "blobs_skipped": r.blobs_reused, "seconds": round(r.seconds, 3),
                        "error": r.error or None})
     count = {s: sum(1 for i in images if i["status"] == s) for s in ("copied", "up-to-date", "failed", "planned")}
-    return {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-            "seconds": round(result.seconds, 3), "images": images,
-            "totals": {"images": len(images), **count, **{k: sum(i[k] for i in images) for k in _SUMMED}}}
+    doc = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+           "seconds": round(result.seconds, 3), "images": images,
+           "totals": {"images": len(images), **count, **{k: sum(i[k] for i in images) for k in _SUMMED}}}
+    if hosts is not None:
+        doc["hosts"] = [h.to_json() for h in hosts]
+    return doc
 
 
-def write_report(path: str, result: "SyncResult", started: float, dry_run: bool = False) -> None:
+def write_report(path: str, result: "SyncResult", started: float, dry_run: bool = False,
+                 hosts: Optional[tuple["HostFigures", ...]] = None) -> None:
     with open(path, "wb") as f:
-        f.write(orjson.dumps(report(result, started, dry_run), option=orjson.OPT_INDENT_2))
+        f.write(orjson.dumps(report(result, started, dry_run, hosts), option=orjson.OPT_INDENT_2))

@@ -55,6 +55,7 @@ def register(main: click.Group) -> None:
     from fastsync.cli.flags import (apply_deprecated_tls_verify, check_retry_times, compression_options,
                                     deprecated_tls_verify, go_flag, network_flags, topts, transport_flags,
                                     with_network)
+    from fastsync.cli.stats import print_stats, stats_flag
     from fastsync.cli.trust import make_trust, signing_flags
 
     @main.command()
@@ -85,7 +86,9 @@ def register(main: click.Group) -> None:
     @click.option("-j", "--jobs", type=click.IntRange(1, 256), help="blob transfers per registry (default: adaptive)")
     @click.option("--cache", metavar="DIR", help="blob cache (default $XDG_CACHE_HOME/fastsync)")
     @go_flag("--no-cache", help="do not use the blob cache")
-    @click.option("--report", metavar="FILE.json", help="write a JSON report of every image")
+    @click.option("--report", metavar="FILE.json", help="write a JSON report of every image (and of every "
+                  "registry host: requests, bytes, retries, connections, limits, time to first byte)")
+    @stats_flag
     @go_flag("-q", "--quiet", help="no progress output")
     @go_flag("--dest-compress", help="compress uncompressed layers")
     @go_flag("--dest-decompress", help="store layers uncompressed")
@@ -101,11 +104,12 @@ def register(main: click.Group) -> None:
              remove_signatures: bool, fmt: Optional[str], retry_times: int, append_suffix: str,
              digestfile: Optional[str], authfile: Optional[str], src_registry: Optional[str],
              dest_registry: Optional[str], auth_file: Optional[str], jobs: Optional[int], cache: Optional[str],
-             no_cache: bool, report: Optional[str], quiet: bool, dest_compress: bool, dest_decompress: bool,
-             dest_compress_format: Optional[str], dest_compress_level: Optional[int], sign_by: Optional[str],
-             sigstore_key: Optional[str], sign_passphrase_file: Optional[str],
+             no_cache: bool, report: Optional[str], stats: bool, quiet: bool, dest_compress: bool,
+             dest_decompress: bool, dest_compress_format: Optional[str], dest_compress_level: Optional[int],
+             sign_by: Optional[str], sigstore_key: Optional[str], sign_passphrase_file: Optional[str],
              deprecated_tls_verify: Optional[bool], **kw: Any) -> None:
         """Copy every image of SOURCE to DESTINATION (skopeo sync, plus lists and image-syncer files)."""
+        from fastsync.registry.stats import TrafficStats
         from fastsync.sync.inputs import SyncRequest, sync_images
         from fastsync.sync.plan import SyncOptions
 
@@ -128,6 +132,7 @@ def register(main: click.Group) -> None:
                                                                      (jobs or options.max_jobs) + 8))
         src_opts, dst_opts = topts(kw, "src-", authfile), topts(kw, "dest-", authfile)
         store = _store(cache, no_cache)
+        traffic = TrafficStats() if report or stats else None
         shown, display, sink = _display(quiet, bool(dry_run))
         started = time.time()
         with display:
@@ -135,10 +140,11 @@ def register(main: click.Group) -> None:
                 shown.start()
             request = SyncRequest(source, destination or "", src_kind, dest_kind, options, src_opts, dst_opts,
                                   scoped, append_suffix, src_registry, auth_file)
-            result = sync_images(request, gopts, store, sink)
+            result = sync_images(request, gopts, store, sink, traffic)
+        hosts = traffic.figures() if traffic is not None else None
         if report:
             from fastsync.cli.render import write_report
-            write_report(report, result, started, dry_run)
+            write_report(report, result, started, dry_run, hosts)
         if digestfile and not dry_run:
             with open(digestfile, "w") as f:
                 for r in result.images:
@@ -147,6 +153,8 @@ def register(main: click.Group) -> None:
         failed = result.failed
         if isinstance(shown, SkopeoSyncLog) and (not failed or keep_going):
             shown.finish(sum(1 for r in result.images if not r.error), source_count(r.source for r in result.images))
+        if stats and hosts is not None:
+            print_stats(hosts, sys.stderr)
         if failed:
             first = failed[0]
             if not keep_going:

@@ -246,7 +246,7 @@ class Job:
         (new, how), owner = await self.transfers.join(
             (dst.blob_namespace, desc.digest, edit),
             lambda: retrying(lambda: self.mover.edit(src, dst, desc, edit), self.options.retry_times,
-                             self._on_retry(f"layer {desc.digest}"), self._deadline), img.transfers)
+                             self._on_retry(f"layer {desc.digest}", src), self._deadline), img.transfers)
         img.res.count(new.size, how if owner else THERE)
         return new
 
@@ -267,7 +267,8 @@ class Job:
         async def once() -> Moved:
             async with self.gate(src, dst, desc):
                 return await self.mover.move(src, dst, desc, self._mount_source(src, dst, desc))
-        moved = await retrying(once, self.options.retry_times, self._on_retry(f"blob {desc.digest}"), self._deadline)
+        moved = await retrying(once, self.options.retry_times, self._on_retry(f"blob {desc.digest}", src),
+                               self._deadline)
         ref = dst.reference.docker_reference
         if ref is not None:
             self._placed.setdefault(desc.digest, []).append(ref)
@@ -286,8 +287,11 @@ class Job:
     def _deadline(self) -> float:
         return self.session.options.network.retry_deadline
 
-    def _on_retry(self, what: str) -> Callable[[BaseException, float], None]:
-        return lambda exc, delay: self.emit(Event("retry", message=f"{what}: {exc}; retrying in {delay:.1f}s"))
+    def _on_retry(self, what: str, src: ImageSource) -> Callable[[BaseException, float], None]:
+        def retry(exc: BaseException, delay: float) -> None:
+            self.session.note_retry(exc, src.reference.remote_host)     # a download that missed its digest
+            self.emit(Event("retry", message=f"{what}: {exc}; retrying in {delay:.1f}s"))
+        return retry
 
 
 async def _chunk(data: bytes) -> AsyncIterator[bytes]:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import aiohttp
 
     from fastsync.options import Credentials, TransportOptions
+    from fastsync.registry.stats import TrafficStats
 
 ACCEPT = ", ".join(m.MANIFEST_ACCEPT)
 CHUNK = 1 << 20
@@ -35,11 +36,12 @@ class RegistryClient:
     """Talks to one registry host with one set of options. Created and cached by `Session.registry`."""
 
     def __init__(self, http: "aiohttp.ClientSession", host: str, opts: "TransportOptions",
-                 net: NetworkOptions = NetworkOptions()) -> None:
+                 net: NetworkOptions = NetworkOptions(), traffic: Optional["TrafficStats"] = None) -> None:
         self.http = http
         self.host = host
         self.opts = opts
         self.net = net
+        self.traffic = traffic            # counts this client's retries when given
         self.ssl = ssl_context(host.split("/")[0], opts)
         self.base: Optional[str] = None
         self._ping_lock = asyncio.Lock()
@@ -71,7 +73,12 @@ class RegistryClient:
         --retry-deadline; anything else fails at once."""
         def warn(exc: BaseException, delay: float) -> None:
             log.info("%s; retrying in %.1fs", exc, delay)
+            self._count_retry()
         return retrying(attempt_once, self.net.retry_times, warn, self.net.retry_deadline)
+
+    def _count_retry(self) -> None:
+        if self.traffic is not None:
+            self.traffic.retried(self.host)
 
     def describe(self, exc: Optional[BaseException]) -> str:
         """`describe`, naming the timeout that fired and the flag that sets it."""
@@ -271,9 +278,11 @@ class RegistryClient:
                     yield chunk
                 return
             except FastsyncError as exc:
+                exc.host = exc.host or self.host        # for the engine's retry of the whole blob
                 if offset == start or resumes >= MAX_RESUMES or not exc.retryable:
                     raise
                 resumes += 1
+                self._count_retry()
                 log.debug("reading blob %s from %s/%s: broken after %d bytes (%s); resuming with Range",
                           desc.digest, self.host, repo, offset, exc)
             finally:
@@ -382,6 +391,9 @@ class RegistryClient:
         try:
             await guarded(put(), watch, idle, lambda: NetworkError(
                 f"{what}: the registry took nothing for {idle:g}s (--read-idle-timeout)"))
+        except FastsyncError as exc:
+            exc.host = exc.host or self.host            # for the engine's retry of the whole blob
+            raise
         finally:
             try:
                 await body.aclose()

@@ -18,7 +18,7 @@ import dataclasses
 import importlib
 import os
 import posixpath
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from fastsync.errors import FastsyncError, InvalidReference, UsageError
 from fastsync.model import Digest
@@ -34,6 +34,9 @@ from fastsync.sync.run import SyncResult, run_sync
 from fastsync.session import run
 from fastsync.session import Session
 from fastsync.transports.base import ImageReference
+
+if TYPE_CHECKING:
+    from fastsync.registry.stats import TrafficStats
 
 
 SOURCE_KINDS: dict[str, str] = {
@@ -227,10 +230,12 @@ def dest_options(ref: ImageReference, inp: SyncInput) -> TransportOptions:
 
 
 def sync_images(request: SyncRequest, global_options: Optional[GlobalOptions] = None,
-                store: Optional[Store] = None, on_event: Optional[EventSink] = None) -> SyncResult:
+                store: Optional[Store] = None, on_event: Optional[EventSink] = None,
+                traffic: Optional[TrafficStats] = None) -> SyncResult:
     """skopeo sync: every image of `request.source` to `request.destination`.
 
-    With a `store` blobs are cached across runs and dir: destinations are filled by hardlinks.
+    With a `store` blobs are cached across runs and dir: destinations are filled by hardlinks; with
+    `traffic`, per-host figures are counted into it.
     Returns per-image results; raises on the first failure unless `request.options.keep_going`."""
     r = request
     opts = r.options
@@ -242,7 +247,7 @@ def sync_images(request: SyncRequest, global_options: Optional[GlobalOptions] = 
             emitter(on_event)(Event("warning", message=w))
         return await run_sync(session, items, opts, on_event)
 
-    return run(go, global_options, store)
+    return run(go, global_options, store, traffic)
 
 
 __all__ = ["SyncRequest", "SyncInput", "SourceImage", "DestKind", "SOURCE_KINDS", "DEST_KINDS", "resolve", "sync_images",

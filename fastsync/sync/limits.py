@@ -19,6 +19,7 @@ class HostLimit:
         self.limit = float(initial)
         self.maximum = maximum
         self.fixed = fixed
+        self.peak = initial                  # the most it ever allowed (for the --stats figures)
         self.active = 0
         self._cond = asyncio.Condition()
         self._window_done = 0
@@ -50,6 +51,7 @@ class HostLimit:
         rate = self._window_bytes / max(1e-3, time.monotonic() - self._window_start)
         if rate >= self._best_rate * 0.9:
             self.limit = min(float(self.maximum), self.limit + 1)
+            self.peak = max(self.peak, int(self.limit))
         self._best_rate = max(self._best_rate * 0.95, rate)
         self._reset_window()
 
@@ -73,6 +75,10 @@ class Limits:
             initial = self.jobs or (8 if key == "local" else 6)
             lim = self._hosts[key] = HostLimit(initial, self.jobs or self.maximum, fixed=bool(self.jobs) or key == "local")
         return lim
+
+    def settled(self) -> dict[str, tuple[int, int]]:
+        """Registry host -> (the limit it ended at, the most it allowed)."""
+        return {key: (int(h.limit), h.peak) for key, h in self._hosts.items() if key != "local"}
 
     @asynccontextmanager
     async def gate(self, src: ImageSource, dst: ImageDestination, desc: Descriptor) -> AsyncIterator[None]:

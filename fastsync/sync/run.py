@@ -100,6 +100,9 @@ async def _copy_all(session: Session, plan: list[PlannedImage], results: dict[in
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, waiter, return_exceptions=True)
+        if session.traffic is not None:
+            for host, (final, peak) in limits.settled().items():
+                session.traffic.limit(host, final, peak)
     for t in tasks:
         if not t.cancelled() and t.exception() is not None:
             raise t.exception()  # type: ignore[misc]   # a bug, not an image failure: never hide it

@@ -14,7 +14,7 @@ from fastsync.retry import parse_retry_after, retrying
 from fastsync.model import Descriptor, Digest
 from fastsync.options import NetworkOptions
 from fastsync.registry.limits import MAX_MANIFEST, MAX_TAG_LIST, read_capped, read_start
-from fastsync.registry.ranged import RANGE_MIN, parallel_chunks, primed
+from fastsync.registry import ranged
 from fastsync.registry.watch import Offered, guarded, upload_timeout
 from fastsync.registry.tls import ssl_context
 from fastsync.registry.wire import (REDIRECTS, body_error, describe, error_text, loggable, next_link, origin,
@@ -278,8 +278,8 @@ class RegistryClient:
     def blob_chunks(self, repo: str, desc: Descriptor) -> AsyncIterator[bytes]:
         """A blob's bytes as one continuous stream: a big blob from a source that takes Range
         requests is fetched in parallel parts (`ranged.parallel_chunks`), any other in one GET."""
-        if desc.size >= RANGE_MIN:
-            return parallel_chunks(self, repo, desc)
+        if ranged.wanted(desc):
+            return ranged.parallel_chunks(self, repo, desc)
         return self.blob_range(repo, desc)
 
     async def blob_range(self, repo: str, desc: Descriptor, start: int = 0, end: Optional[int] = None,
@@ -403,7 +403,7 @@ class RegistryClient:
         async def start() -> Optional[str]:
             async with self.request("POST", f"/v2/{repo}/blobs/uploads/", (push(repo),), ok=(202,), what=what) as resp:
                 return resp.headers.get("Location")
-        pre = primed(chunks)
+        pre = ranged.primed(chunks)
         try:
             await self._upload(repo, desc, pre, start, what)
         finally:

@@ -27,20 +27,32 @@ PART = 8 * MiB            # bytes per Range request
 WIDTH = 4                 # parts in flight (the one being handed on included)
 
 
-async def parallel_chunks(client: "RegistryClient", repo: str, desc: Descriptor, part: int = PART,
-                          width: int = WIDTH) -> AsyncIterator[bytes]:
+def wanted(desc: Descriptor) -> bool:
+    """Whether `desc` is big enough to be fetched in parts."""
+    return desc.size >= RANGE_MIN
+
+
+async def parallel_chunks(client: "RegistryClient", repo: str, desc: Descriptor) -> AsyncIterator[bytes]:
     """`desc`'s bytes in order, fetched as parallel Range parts when the source takes Range."""
+    part, width = PART, WIDTH
     bounds = [(s, min(s + part, desc.size)) for s in range(0, desc.size, part)]
     statuses: list[int] = []
-    first = client.blob_range(repo, desc, 0, bounds[0][1], answered=statuses.append)
+
+    async def open_first() -> tuple[AsyncIterator[bytes], bytes]:
+        statuses.clear()
+        gen = client.blob_range(repo, desc, 0, bounds[0][1], answered=statuses.append)
+        try:
+            return gen, await gen.__anext__()
+        except StopAsyncIteration:
+            return gen, b""
+        except BaseException:
+            await gen.aclose()           # type: ignore[attr-defined]
+            raise
+    first, head = await client.retried(open_first)      # the first part's request, retried alone too
     ahead: collections.deque[asyncio.Future[list[bytes]]] = collections.deque()
     try:
-        try:
-            head = await first.__anext__()
-        except StopAsyncIteration:
-            head = b""
         if statuses[:1] != [206]:       # Range ignored: the whole blob in one GET
-            await first.aclose()
+            await first.aclose()         # type: ignore[attr-defined]
             async for chunk in client.blob_range(repo, desc):
                 yield chunk
             return
@@ -67,7 +79,7 @@ async def parallel_chunks(client: "RegistryClient", repo: str, desc: Descriptor,
                 yield chunk
             del chunks
     finally:
-        await first.aclose()
+        await first.aclose()             # type: ignore[attr-defined]
         await _cancel(ahead)
 
 

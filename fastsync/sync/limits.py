@@ -50,7 +50,7 @@ class HostLimit:
             if fut.done() and not fut.cancelled():
                 self.active -= 1          # granted, then cancelled before it ran: hand the slot on
                 self._wake()
-            else:
+            elif fut in self._waiters:
                 self._waiters.remove(fut)
             raise
 

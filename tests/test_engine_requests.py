@@ -78,9 +78,11 @@ def test_sync_into_an_existing_repository_asks_for_each_blob(seeded_registry: Re
 
 @pytest.fixture
 def small_parts(monkeypatch: pytest.MonkeyPatch) -> int:
-    """Blobs of 20000 bytes and more are fetched in parts of 8192 bytes."""
+    """Blobs of 20000 bytes and more are fetched in parts of 8192 bytes, and every source counts
+    as slow (loopback is not)."""
     monkeypatch.setattr(ranged, "RANGE_MIN", 20000)
     monkeypatch.setattr(ranged, "PART", 8192)
+    monkeypatch.setattr(ranged, "FAST", 1e18)
     return 8192
 
 
@@ -97,6 +99,21 @@ def test_big_blobs_are_fetched_in_parallel_ranges_and_verified(small_parts: int,
         want = [f"bytes={s}-{min(s + small_parts, layer.size) - 1}" for s in range(0, layer.size, small_parts)]
         assert sorted(r.headers.get("Range", "") for r in gets) == sorted(want)
         assert {r.status for r in gets} == {206} and len(gets) == math.ceil(layer.size / small_parts)
+
+
+def test_a_fast_source_sends_the_rest_in_one_more_get(small_parts: int, monkeypatch: pytest.MonkeyPatch,
+                                                     seeded_registry: Registry, fresh_registry: Registry) -> None:
+    monkeypatch.setattr(ranged, "FAST", 0.0)
+    image = images.sample_set()["v2s2"]
+    with TamperProxy(seeded_registry.url) as src:
+        results = _sync([(f"{src.host}/samples/v2s2:latest", f"{fresh_registry.host}/m/v2s2:latest")])
+        seen = list(src.requests)
+    assert results[0].error == ""
+    assert _digest_at(fresh_registry, "m/v2s2", "latest", image.media_type) == image.digest
+    for layer in image.layers:
+        gets = [r for r in seen if r.method == "GET" and r.path.endswith(layer.digest)]
+        assert [(r.headers.get("Range"), r.status) for r in gets] == [(f"bytes=0-{small_parts - 1}", 206),
+                                                                       (f"bytes={small_parts}-", 206)]
 
 
 def test_a_source_without_range_support_is_read_in_one_get(small_parts: int, seeded_registry: Registry,

@@ -10,7 +10,7 @@ from fastsync.errors import DigestMismatch
 from fastsync.model import Descriptor
 
 OFFLOAD = 256 * 1024   # chunks at least this big are hashed in a worker thread (the native core drops the GIL)
-TEE_LAG = 16 << 20     # how far a cache write may fall behind the stream it copies
+TEE_LAG = 2 << 20      # how far a cache write may fall behind the stream it copies
 
 
 async def verified(chunks: AsyncIterator[bytes], desc: Descriptor, what: str,

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from fastsync.options import Credentials, TransportOptions
 
 ACCEPT = ", ".join(m.MANIFEST_ACCEPT)
-CHUNK = 1 << 20
+CHUNK = 256 << 10                  # at most this much of a body read at once (memory per transfer)
 log = logging.getLogger("fastsync")
 MAX_RESUMES = 20                   # Range resumptions of one blob stream before giving up
 T = TypeVar("T")

@@ -2,12 +2,13 @@
 chunk ahead of time.
 
 Over a long-haul link each TCP connection is capped (window / round trip, or a per-connection
-shaper), so a big blob in one GET takes size / cap. `parallel_chunks` asks for the first part and,
-once the source answers 206, for the next ones over further connections, at most `WIDTH` parts in
-flight; the parts are handed on in order, so the digest check and the upload downstream see one
-ordinary stream, and memory stays under WIDTH x PART. A part that fails is fetched again alone (the
-retry policy, with Range resume inside it); a source that answers 200 to a Range request (no Range
-support) is read in one GET, as any small blob.
+shaper), so a big blob in one GET takes size / cap. `parallel_chunks` asks for the first part alone
+and times it: a source that answers 206 slower than `FAST` gets the next parts asked for over further
+connections, at most `WIDTH` parts in flight; a fast one (a LAN, loopback) sends the rest in one more
+GET, so nothing is held in memory. The parts are handed on in order, so the digest check and the
+upload downstream see one ordinary stream, and memory stays under WIDTH x PART. A part that fails is
+fetched again alone (the retry policy, with Range resume inside it); a source that answers 200 to a
+Range request (no Range support) is read in one GET, as any small blob.
 """
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ if TYPE_CHECKING:
 
 MiB = 1 << 20
 RANGE_MIN = 64 * MiB      # blobs at least this big are fetched in parts
-PART = 8 * MiB            # bytes per Range request
+PART = 4 * MiB            # bytes per Range request
 WIDTH = 4                 # parts in flight (the one being handed on included)
+FAST = 64e6               # bytes/s: a first part this fast says one connection is enough
 
 
 def wanted(desc: Descriptor) -> bool:
@@ -64,13 +66,22 @@ async def parallel_chunks(client: "RegistryClient", repo: str, desc: Descriptor)
                 if nxt is None:
                     return
                 ahead.append(asyncio.ensure_future(_part(client, repo, desc, *nxt)))
-        launch()
-        got = len(head)
-        yield head
-        async for chunk in first:
+        loop = asyncio.get_running_loop()
+        began, got, part0 = loop.time(), len(head), [head]
+        async for chunk in first:            # timed alone: the download, not what consumes it
             got += len(chunk)
-            yield chunk
+            part0.append(chunk)
         _check_length(desc, 0, bounds[0][1], got)
+        fast = got >= FAST * max(1e-6, loop.time() - began)
+        if not fast:
+            launch()
+        for chunk in part0:
+            yield chunk
+        del part0
+        if len(bounds) > 1 and fast:
+            async for chunk in client.blob_range(repo, desc, bounds[1][0]):   # one connection is enough
+                yield chunk
+            return
         while ahead:
             chunks = await ahead[0]
             ahead.popleft()

@@ -68,11 +68,11 @@ class BlobMover:
         chunks = chain(self._progress(chunks, desc))
         writer = self.store.writer(desc, verified=True) if self.store else None
         try:
-            if writer is not None:
+            if writer is not None:       # the upload does not wait for the disk
                 chunks = chain(tee(chunks, writer.write))
             await dst.put_blob(desc, chunks)
             if writer is not None:
-                writer.commit()
+                await in_thread(writer.commit)      # fsync and rename off the event loop
         except BaseException:
             if writer is not None:
                 writer.abort()

@@ -38,6 +38,13 @@ def _no_gate(src: ImageSource, dst: ImageDestination, desc: Descriptor) -> Abstr
     return nullcontext()
 
 
+@dataclass(frozen=True)
+class Probed:
+    """What the destination's tag pointed at when the caller (the sync planner) asked: the copy does
+    not ask again."""
+    digest: Optional[Digest]
+
+
 @dataclass
 class ImageResult:
     source: str
@@ -69,10 +76,16 @@ class ImageResult:
 class _Image:
     """One image being copied: its endpoints, result and the job-wide transfers it joined."""
 
-    def __init__(self, src: ImageSource, dst: ImageDestination, res: ImageResult, signed: bool = False) -> None:
+    def __init__(self, src: ImageSource, dst: ImageDestination, res: ImageResult, signed: bool = False,
+                 probed: Optional[Probed] = None) -> None:
         self.src, self.dst, self.res = src, dst, res
         self.signed = signed           # signatures travel with it: its manifests are never rewritten
+        self.probed = probed
         self.transfers: set[Transfer[Any]] = set()
+
+    async def dst_digest(self) -> Optional[Digest]:
+        """The digest the destination's tag points at (as probed before the copy, when it was)."""
+        return self.probed.digest if self.probed is not None else await self.dst.manifest_digest()
 
 
 class Job:
@@ -91,13 +104,14 @@ class Job:
 
     async def copy(self, src_ref: ImageReference, dst_ref: ImageReference,
                    src_opts: TransportOptions = TransportOptions(),
-                   dst_opts: TransportOptions = TransportOptions()) -> ImageResult:
+                   dst_opts: TransportOptions = TransportOptions(), probed: Optional[Probed] = None) -> ImageResult:
+        """Copy one image; `probed`: the destination's tag as the caller just read it."""
         res = ImageResult(str(src_ref), str(dst_ref))
         t0 = time.monotonic()
         name = f"{src_ref} -> {dst_ref}"
         self.emit(Event("image-start", name))
         try:
-            await self._copy(src_ref, dst_ref, src_opts, dst_opts, res)
+            await self._copy(src_ref, dst_ref, src_opts, dst_opts, res, probed)
         except OSError as exc:
             if not no_space(exc):
                 raise
@@ -109,14 +123,14 @@ class Job:
         return res
 
     async def _copy(self, src_ref: ImageReference, dst_ref: ImageReference, src_opts: TransportOptions,
-                    dst_opts: TransportOptions, res: ImageResult) -> None:
+                    dst_opts: TransportOptions, res: ImageResult, probed: Optional[Probed]) -> None:
         src = await src_ref.open_source(self.session, src_opts)
         try:
             trust = self.options.trust      # fastsync.trust.copying.Trust: policy and signatures
             carried = await trust.check(self.session, src_ref, src, dst_ref, self.options) if trust else None
             src = await trust.layers(self.session, src, self.options, carried) if trust else src
             dst = await dst_ref.open_destination(self.session, dst_opts)
-            img = _Image(src, dst, res, signed=bool(trust and trust.carries_signatures(carried)))
+            img = _Image(src, dst, res, signed=bool(trust and trust.carries_signatures(carried)), probed=probed)
             try:
                 final = await self._copy_top(img)
                 if trust:
@@ -153,7 +167,7 @@ class Job:
         if not img.dst.capabilities.supports_index:
             raise Unsupported(f"{img.dst.reference}: this destination cannot store a multi-image index; "
                               "omit --all to copy one platform")
-        if target == top.media_type and await img.dst.manifest_digest() == top.digest:
+        if target == top.media_type and await img.dst_digest() == top.digest:
             img.res.up_to_date = True
             return top
         self.emit(Event("list-start", f"{img.res.source} -> {img.res.destination}", str(top.digest), len(top.manifests),
@@ -193,7 +207,7 @@ class Job:
         if not edits:
             final = mf.rewrite_image(man, target) if target != man.media_type else man
             check_preserved(man, final, self.options)
-            if not instance and await img.dst.manifest_digest() == final.digest:
+            if not instance and await img.dst_digest() == final.digest:
                 img.res.up_to_date = True
                 return final
         sem = asyncio.Semaphore(max(1, self.options.blob_concurrency))
@@ -298,4 +312,4 @@ async def _chunk(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-__all__ = ["Job", "ImageResult"]
+__all__ = ["Job", "ImageResult", "Probed"]

@@ -14,6 +14,7 @@ from fastsync.retry import parse_retry_after, retrying
 from fastsync.model import Descriptor, Digest
 from fastsync.options import NetworkOptions
 from fastsync.registry.limits import MAX_MANIFEST, MAX_TAG_LIST, read_capped, read_start
+from fastsync.registry import ranged
 from fastsync.registry.watch import Offered, guarded, upload_timeout
 from fastsync.registry.tls import ssl_context
 from fastsync.registry.wire import (REDIRECTS, body_error, describe, error_text, loggable, next_link, origin,
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from fastsync.registry.stats import TrafficStats
 
 ACCEPT = ", ".join(m.MANIFEST_ACCEPT)
-CHUNK = 1 << 20
+CHUNK = 256 << 10                  # at most this much of a body read at once (memory per transfer)
 log = logging.getLogger("fastsync")
 MAX_RESUMES = 20                   # Range resumptions of one blob stream before giving up
 T = TypeVar("T")
@@ -50,6 +51,9 @@ class RegistryClient:
         # repository; one Authenticator (and token cache) per distinct set of credentials.
         self._creds: dict[Optional[str], "asyncio.Future[Optional[Credentials]]"] = {}
         self._auths: dict[Optional["Credentials"], Authenticator] = {}
+        # repositories found not to exist (probe_repository): they hold no blob but what this session
+        # puts there, so a destination uploads without a HEAD first
+        self.absent_repos: set[str] = set()
 
     async def authenticator(self, repo: Optional[str]) -> Authenticator:
         """The Authenticator holding the credentials that apply to `repo` (None: the registry itself)."""
@@ -262,16 +266,41 @@ class RegistryClient:
                 return False
         return await self.retried(once)
 
-    async def blob_chunks(self, repo: str, desc: Descriptor) -> AsyncIterator[bytes]:
-        """A blob's bytes as one continuous stream that survives broken connections: when the
-        connection breaks after some bytes arrived, the rest is asked for again with `Range: bytes=N-`
-        (`blob_chunks_at`). Failures without progress are raised (the caller's retry policy takes
-        over). The digest check downstream sees the whole stream, so a resumed blob is verified like
-        any other."""
-        offset = resumes = 0
+    async def probe_repository(self, repo: str, scopes: Optional[tuple[str, ...]] = None) -> bool:
+        """Whether `repo` exists (tags/list does not answer 404 NAME_UNKNOWN); one that does not is
+        remembered in `absent_repos`. Anything else (an error, another registry's way) counts as
+        existing: the blobs are then asked for one by one, as always."""
+        async def once() -> bool:
+            async with self.request("GET", f"/v2/{repo}/tags/list?n=1", scopes or (pull(repo),), ok=(200, 404),
+                                    what=f"listing tags of {self.host}/{repo}") as resp:
+                return resp.status != 404 or error_text(404, await read_start(resp))[0] != "NAME_UNKNOWN"
+        try:
+            exists = await self.retried(once)
+        except FastsyncError:
+            return True
+        if not exists:
+            self.absent_repos.add(repo)
+        return exists
+
+    def blob_chunks(self, repo: str, desc: Descriptor) -> AsyncIterator[bytes]:
+        """A blob's bytes as one continuous stream: a big blob from a source that takes Range
+        requests is fetched in parallel parts (`ranged.parallel_chunks`), any other in one GET."""
+        if ranged.wanted(desc):
+            return ranged.parallel_chunks(self, repo, desc)
+        return self.blob_range(repo, desc)
+
+    async def blob_range(self, repo: str, desc: Descriptor, start: int = 0, end: Optional[int] = None,
+                         answered: Optional[Callable[[int], None]] = None) -> AsyncIterator[bytes]:
+        """Bytes [start, end) of a blob (to its end when `end` is None) as one stream that survives
+        broken connections: when the connection breaks after some bytes arrived, the rest is asked
+        for again with Range (`blob_chunks_at`). Failures without progress are raised (the caller's
+        retry policy takes over). The digest check downstream sees the whole stream, so a resumed blob
+        is verified like any other. `answered` hears the first answer's status (200 or 206)."""
+        offset, resumes = start, 0
         while True:
-            start = offset
-            chunks = self.blob_chunks_at(repo, desc, offset)
+            first = offset
+            chunks = self.blob_chunks_at(repo, desc, offset, end, answered)
+            answered = None
             try:
                 async for chunk in chunks:
                     offset += len(chunk)
@@ -279,7 +308,7 @@ class RegistryClient:
                 return
             except FastsyncError as exc:
                 exc.host = exc.host or self.host        # for the engine's retry of the whole blob
-                if offset == start or resumes >= MAX_RESUMES or not exc.retryable:
+                if offset == first or resumes >= MAX_RESUMES or not exc.retryable:
                     raise
                 resumes += 1
                 self._count_retry()
@@ -288,17 +317,20 @@ class RegistryClient:
             finally:
                 await chunks.aclose()
 
-    async def blob_chunks_at(self, repo: str, desc: Descriptor, offset: int) -> AsyncIterator[bytes]:
-        """Stream a blob (from byte `offset` on, with Range), following redirects by hand so
-        credentials never leave the registry host. A server that ignores Range answers 200 and the
-        first `offset` bytes are skipped; 429/5xx raise errors carrying Retry-After.
+    async def blob_chunks_at(self, repo: str, desc: Descriptor, offset: int, end: Optional[int] = None,
+                             answered: Optional[Callable[[int], None]] = None) -> AsyncIterator[bytes]:
+        """Stream a blob (bytes [offset, end), with Range), following redirects by hand so
+        credentials never leave the registry host. A server that ignores Range answers 200: the first
+        `offset` bytes are skipped and the stream stops at `end`; 429/5xx raise errors carrying
+        Retry-After.
 
         One flat async generator (no context managers or generators inside): abandoned half-read and
         closed late, at event loop shutdown, it only releases its response."""
         import aiohttp
 
         what = f"reading blob {desc.digest} from {self.host}/{repo}"
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        headers = {"Range": f"bytes={offset}-{'' if end is None else end - 1}"} if offset or end is not None else {}
+        left = -1 if end is None else end - offset
         resp = await self.send("GET", f"/v2/{repo}/blobs/{desc.digest}", (pull(repo),), headers=headers,
                                ok=(200, 206) + REDIRECTS, what=what, allow_redirects=False)
         try:
@@ -330,6 +362,8 @@ class RegistryClient:
                 skip = offset if resp.status == 200 else 0
                 if resp.status == 206 and not resp.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
                     raise RegistryError(f"{what}: unexpected Content-Range {resp.headers.get('Content-Range')!r}")
+                if answered is not None:
+                    answered(resp.status)
                 try:
                     async for chunk in resp.content.iter_chunked(CHUNK):
                         if skip:
@@ -337,6 +371,12 @@ class RegistryClient:
                                 skip -= len(chunk)
                                 continue
                             chunk, skip = chunk[skip:], 0
+                        if 0 <= left < len(chunk):      # past `end` (a 200 answer): done
+                            if left:
+                                yield chunk[:left]
+                            return
+                        if left > 0:
+                            left -= len(chunk)
                         yield chunk
                 except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                     raise NetworkError(f"{what}: {self.describe(exc)}") from None
@@ -365,12 +405,21 @@ class RegistryClient:
         return False
 
     async def upload_blob(self, repo: str, desc: Descriptor, chunks: AsyncIterator[bytes]) -> None:
-        """POST an upload session, then one streamed PUT with the digest (the registry verifies it)."""
+        """POST an upload session, then one streamed PUT with the digest (the registry verifies it).
+        The stream's first chunk (the source's GET) is asked for while the POST is on its way."""
         what = f"writing blob {desc.digest} to {self.host}/{repo}"
 
         async def start() -> Optional[str]:
             async with self.request("POST", f"/v2/{repo}/blobs/uploads/", (push(repo),), ok=(202,), what=what) as resp:
                 return resp.headers.get("Location")
+        pre = ranged.primed(chunks)
+        try:
+            await self._upload(repo, desc, pre, start, what)
+        finally:
+            await pre.stop()
+
+    async def _upload(self, repo: str, desc: Descriptor, chunks: AsyncIterator[bytes],
+                      start: Callable[[], Awaitable[Optional[str]]], what: str) -> None:
         loc = await self.retried(start)
         if not loc:
             raise RegistryError(f"{what}: the registry gave no upload location")

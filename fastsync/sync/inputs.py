@@ -155,13 +155,15 @@ def _docker_dest(name: str) -> ImageReference:
 
 def _docker_probe(ref: ImageReference, opts: TransportOptions) -> Probe:
     async def probe(session: Session) -> Optional[Digest]:
+        """The tag's digest; when there is none, whether the repository exists at all (a new one
+        holds no blob: the copy then uploads without asking for each)."""
         r = ref.docker_reference
         assert r is not None
-        try:
-            return await session.registry(r.registry, opts).head_manifest(
-                r.path, str(r.digest) if r.digest else (r.tag or "latest"), scopes=(f"repository:{r.path}:pull,push",))
-        except FastsyncError:
-            return None        # unreachable or no rights to look: the copy will say why
+        client, scopes = session.registry(r.registry, opts), (f"repository:{r.path}:pull,push",)
+        digest = await client.head_manifest(r.path, str(r.digest) if r.digest else (r.tag or "latest"), scopes=scopes)
+        if digest is None:
+            await client.probe_repository(r.path, scopes)
+        return digest
     return probe
 
 

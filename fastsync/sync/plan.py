@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Optional
 
 from fastsync import manifest as mf
+from fastsync.engine.job import Probed
 from fastsync.errors import DigestMismatch, FastsyncError
 from fastsync.manifest import Manifest, parse_manifest
 from fastsync.model import Descriptor, Digest
@@ -19,6 +20,8 @@ from fastsync.options import CopyOptions, TransportOptions
 from fastsync.session import Session
 from fastsync.transports.base import ImageDestination, ImageReference, ImageSource, RememberedSource
 
+# reads the digest the destination holds now (None: nothing there); raises FastsyncError when it cannot
+# tell (unreachable, no rights): the copy then asks again and says why
 Probe = Callable[[Session], Awaitable[Optional[Digest]]]
 
 
@@ -41,7 +44,7 @@ class SyncItem:
 class SyncOptions:
     copy: CopyOptions = CopyOptions()
     jobs: Optional[int] = None        # fixed blob transfers per registry host; None: adaptive
-    max_jobs: int = 32                # ceiling of the adaptive limit
+    max_jobs: int = 64                # ceiling of the adaptive limit
     images_at_once: int = 64
     keep_going: bool = False
     dry_run: bool = False
@@ -55,6 +58,7 @@ class PlannedImage:
     up_to_date: bool = False
     blobs: tuple[Descriptor, ...] = ()
     error: str = ""
+    probed: Optional[Probed] = None           # what the destination held when planned (None: unknown)
 
 
 # ---- a source whose manifests were read while planning --------------------------------------------
@@ -152,7 +156,11 @@ class Planner:
             p.blobs = tuple(seen.values())
             if probe is not None:
                 p.digest = top.digest if (top.is_index and copy.multi_arch == "all") else chosen[0].digest
-                p.up_to_date = await probe == p.digest
+                try:
+                    p.probed = Probed(await probe)
+                except FastsyncError:
+                    p.probed = None        # unreachable or no rights to look: the copy will say why
+                p.up_to_date = p.probed is not None and p.probed.digest == p.digest
         finally:
             if probe is not None and not probe.done():
                 probe.cancel()

@@ -131,7 +131,10 @@ class DockerDestination(ImageDestination):
         return self.client, self.repo
 
     async def try_reuse_blob(self, desc: Descriptor, mount_from: Optional[DockerReference] = None) -> bool:
-        if await self.client.has_blob(self.repo, desc, scopes=(f"repository:{self.repo}:pull,push",)):
+        # a repository found absent while planning holds only what this job put there (and the job
+        # knows that): no HEAD
+        if self.repo not in self.client.absent_repos and \
+                await self.client.has_blob(self.repo, desc, scopes=(f"repository:{self.repo}:pull,push",)):
             return True
         if mount_from and mount_from.registry == self.reference.ref.registry and mount_from.path != self.repo:
             return await self.client.mount_blob(self.repo, desc, mount_from.path)

@@ -166,6 +166,7 @@ class TamperProxy(_HTTPServer):
         self._manifest_mode: Optional[str] = None
         self._redirect: Optional[RedirectCapture] = None
         self._throttle: Optional[list] = None
+        self._no_ranges = False
 
     def throttle(self, what: str, count: int, retry_after: str) -> None:
         """Answer the next `count` requests of a kind ("blob-get": GET of a blob, "upload": POST
@@ -185,6 +186,11 @@ class TamperProxy(_HTTPServer):
         if mode not in ("flip", "append"):
             raise ValueError("mode must be 'flip' or 'append'")
         self._manifest_mode = mode
+
+    def ignore_ranges(self) -> None:
+        """Forward requests without their Range header: a registry that answers every blob GET with
+        the whole blob (200)."""
+        self._no_ranges = True
 
     def redirect_blobs(self, capture: RedirectCapture) -> None:
         self._redirect = capture
@@ -238,7 +244,8 @@ class TamperProxy(_HTTPServer):
             if throttled is not None:
                 return throttled
             # a CIMultiDict keeps repeated headers (skopeo sends one Accept line per type)
-            headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in _HOP)
+            headers = CIMultiDict((k, v) for k, v in request.headers.items()
+                                  if k.lower() not in _HOP and not (self._no_ranges and k.lower() == "range"))
             async with self._session.request(request.method, URL(self.target_url + request.raw_path, encoded=True),
                                              headers=headers, data=body if body else None,
                                              allow_redirects=False) as up:

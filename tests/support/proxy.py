@@ -2,11 +2,14 @@
 
 Public API
 ----------
-``DelayProxy(target_host, target_port, delay_ms, bandwidth_bps=None, listen_host="127.0.0.1")``
+``DelayProxy(target_host, target_port, delay_ms, bandwidth_bps=None, listen_host="127.0.0.1",
+per_connection_bps=None)``
     TCP proxy adding a one-way delay to each direction (a request/response round trip
     gains 2*delay_ms); data keeps flowing while earlier chunks are "in flight", so a
     connection is not serialised. ``bandwidth_bps`` (bytes/s) caps each direction,
-    shared by all connections like one WAN link. ``start()``/``stop()``/context manager;
+    shared by all connections like one WAN link; ``per_connection_bps`` caps each
+    direction of each TCP connection on its own (a long-haul link, where one connection's
+    window limits it). ``start()``/``stop()``/context manager;
     ``host`` ("127.0.0.1:PORT"), ``port``, ``url`` ("http://127.0.0.1:PORT"),
     ``stats`` (connections, bytes_up, bytes_down).
 ``TamperProxy(target_url, ssl_context=None)``
@@ -16,7 +19,8 @@ Public API
     (``/v2/<name>/blobs/sha256:...``; only that digest if given), ``truncate_blobs(n)``
     cuts blob bodies to n bytes (connection closed early), ``corrupt_manifests(mode="flip"|"append")``
     serves manifest GET bodies that no longer match their Docker-Content-Digest,
-    ``redirect_blobs(capture)`` answers blob GETs with a 307 to a ``RedirectCapture``
+    ``ignore_ranges()`` forwards requests without their Range header (a registry
+    without Range support), ``redirect_blobs(capture)`` answers blob GETs with a 307 to a ``RedirectCapture``
     that serves the real bytes, ``reset()``. Records ``requests``
     (``ProxiedRequest(method, path, headers, status)``) and ``tampered`` (paths changed).
     ``host``, ``port``, ``url``.
@@ -55,7 +59,11 @@ class _Link:
         self.bandwidth = bandwidth_bps
         self.free_at = 0.0
 
-    def deliver_at(self, now: float, nbytes: int) -> float:
+    def deliver_at(self, now: float, nbytes: int, conn: Optional["_Link"] = None) -> float:
+        """When `nbytes` handed over at `now` arrive; `conn`: the connection's own capped link, which
+        the bytes cross first."""
+        if conn is not None:
+            now = conn.deliver_at(now, nbytes) - conn.delay
         if not self.bandwidth:
             return now + self.delay
         start = max(now, self.free_at)
@@ -65,11 +73,13 @@ class _Link:
 
 class DelayProxy:
     def __init__(self, target_host: str, target_port: int, delay_ms: float,
-                 bandwidth_bps: Optional[float] = None, listen_host: str = "127.0.0.1") -> None:
+                 bandwidth_bps: Optional[float] = None, listen_host: str = "127.0.0.1",
+                 per_connection_bps: Optional[float] = None) -> None:
         self.target_host = target_host
         self.target_port = target_port
         self.delay = delay_ms / 1000.0
         self.bandwidth_bps = bandwidth_bps
+        self.per_connection_bps = per_connection_bps
         self.listen_host = listen_host
         self.port = 0
         self.stats = ProxyStats()
@@ -137,8 +147,10 @@ class DelayProxy:
             if s is not None:
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            await asyncio.gather(self._pump(creader, twriter, self._up, "bytes_up"),
-                                 self._pump(treader, cwriter, self._down, "bytes_down"))
+            per = self.per_connection_bps
+            await asyncio.gather(self._pump(creader, twriter, self._up, "bytes_up", _Link(0.0, per) if per else None),
+                                 self._pump(treader, cwriter, self._down, "bytes_down",
+                                            _Link(0.0, per) if per else None))
         except (asyncio.CancelledError, OSError):
             pass
         finally:
@@ -147,7 +159,7 @@ class DelayProxy:
             self._tasks.discard(task)
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    link: _Link, counter: str) -> None:
+                    link: _Link, counter: str, conn: Optional[_Link] = None) -> None:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue(maxsize=256)
 
@@ -158,7 +170,7 @@ class DelayProxy:
                     if not data:
                         break
                     setattr(self.stats, counter, getattr(self.stats, counter) + len(data))
-                    await queue.put((link.deliver_at(loop.time(), len(data)), data))
+                    await queue.put((link.deliver_at(loop.time(), len(data), conn), data))
             except OSError:
                 pass
             finally:

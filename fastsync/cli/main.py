@@ -21,10 +21,11 @@ def _version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
     try:
-        from fastsync.core.native import BACKEND
+        from fastsync.core.native import BACKEND, accelerations
+        libs = " ".join(f"{job}={lib}" for job, lib in accelerations().items())
     except ImportError:          # FASTSYNC_BACKEND=native without the extension: say so, as api.backend()
-        BACKEND = "python"
-    click.echo(f"fastsync version {__version__} (native core: {BACKEND})")
+        BACKEND, libs = "python", "sha256=hashlib gzip=zlib zstd=zstandard"
+    click.echo(f"fastsync version {__version__} (native core: {BACKEND}; {libs})")
     ctx.exit()
 
 

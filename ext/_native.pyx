@@ -5,6 +5,11 @@ Every loop over data runs inside ``with nogil`` so the orchestrator keeps both c
 Library choices (measured on a 70 MB tar of the Python stdlib, one core):
 
 * SHA-256: OpenSSL EVP (SHA-NI), ~1.7 GB/s, same engine as hashlib without its per-call locking.
+
+Each library is optional at build time (setup.py probes for it; ``FEATURES`` says what was found):
+without OpenSSL a built-in SHA-256 (ext/fs_sha256.h), without ISA-L zlib does every gzip level
+(ext/fs_isal.h), without libzstd the Pipeline refuses zstd and fastsync/core/native.py hands those
+streams to the zstandard package (ext/fs_zstd.h).
 * gzip decode: ISA-L ``isal_inflate`` ~570 MB/s vs zlib ~240 MB/s, so ISA-L always.
 * gzip encode: ISA-L levels 1-3 run at 270-520 MB/s (ratio 0.331-0.344) vs zlib level 6 at
   ~29 MB/s (ratio 0.296). ISA-L has no ratio-oriented levels, so levels 1-3 use ISA-L (speed)
@@ -58,6 +63,14 @@ cdef enum:
 GZIP_HEADER_LEN = 10
 
 
+# Which library does each job in this build (setup.py probes for each; see ext/fs_*.h).
+FEATURES = {
+    "sha256": "openssl" if ssl.FS_HAVE_OPENSSL else "builtin",
+    "gzip": "isa-l" if isal.FS_HAVE_ISAL else "zlib",
+    "zstd": "libzstd" if zstd.FS_HAVE_ZSTD else None,
+}
+
+
 class Error(ValueError):
     """Corrupt or truncated compressed input (native.py re-raises it as CompressionError)."""
 
@@ -66,29 +79,26 @@ class Error(ValueError):
 # SHA-256
 
 cdef struct Hasher:
-    ssl.EVP_MD_CTX *ctx
+    ssl.fs_sha256_ctx *ctx
     uint64_t size
 
 cdef int hasher_init(Hasher *h) noexcept nogil:
     h.size = 0
-    h.ctx = ssl.EVP_MD_CTX_new()
-    if h.ctx == NULL:
-        return -1
-    return 0 if ssl.EVP_DigestInit_ex(h.ctx, ssl.EVP_sha256(), NULL) == 1 else -1
+    h.ctx = ssl.fs_sha256_new()
+    return 0 if h.ctx != NULL else -1
 
 cdef inline void hasher_update(Hasher *h, const unsigned char *p, size_t n) noexcept nogil:
-    ssl.EVP_DigestUpdate(h.ctx, p, n)
+    ssl.fs_sha256_update(h.ctx, p, n)
     h.size += n
 
 cdef object hasher_final(Hasher *h):
     cdef unsigned char md[32]
-    cdef unsigned int mdlen = 0
-    ssl.EVP_DigestFinal_ex(h.ctx, md, &mdlen)
+    ssl.fs_sha256_final(h.ctx, md)
     return "sha256:" + PyBytes_FromStringAndSize(<char *>md, 32).hex(), h.size
 
 cdef void hasher_free(Hasher *h) noexcept nogil:
     if h.ctx != NULL:
-        ssl.EVP_MD_CTX_free(h.ctx)
+        ssl.fs_sha256_free(h.ctx)
         h.ctx = NULL
 
 
@@ -153,6 +163,8 @@ cdef class Pipeline:
         self.blk = <unsigned char *>malloc(BLOCK)
         if self.blk == NULL:
             raise MemoryError()
+        if (src == ZSTD or dst == ZSTD) and not zstd.FS_HAVE_ZSTD:
+            raise Error("zstd stream: this native core was built without libzstd")
         if src == GZIP:
             self.inf = <isal.inflate_state *>calloc(1, sizeof(isal.inflate_state))
             if self.inf == NULL:
@@ -210,12 +222,15 @@ cdef class Pipeline:
         hasher_free(&self.h_out)
         free(self.blk)
         free(self.ob.data)
-        free(self.inf)
+        if self.inf != NULL:
+            isal.fs_inflate_end(self.inf)
+            free(self.inf)
         if self.dctx != NULL:
             zstd.ZSTD_freeDCtx(self.dctx)
         if self.cctx != NULL:
             zstd.ZSTD_freeCCtx(self.cctx)
         if self.zs != NULL:
+            isal.fs_deflate_end(self.zs)
             free(self.zs.level_buf)
             free(self.zs)
         if self.zst != NULL:

@@ -1,14 +1,9 @@
-# OpenSSL libcrypto: EVP SHA-256 (uses the CPU's SHA extensions when present).
-cdef extern from "<openssl/evp.h>" nogil:
-    ctypedef struct EVP_MD_CTX:
+# SHA-256 (fs_sha256.h): OpenSSL EVP (SHA-NI when present) if setup.py found libcrypto, else built in.
+cdef extern from "fs_sha256.h" nogil:
+    ctypedef struct fs_sha256_ctx:
         pass
-    ctypedef struct EVP_MD:
-        pass
-    ctypedef struct ENGINE:
-        pass
-    EVP_MD_CTX *EVP_MD_CTX_new()
-    void EVP_MD_CTX_free(EVP_MD_CTX *ctx)
-    const EVP_MD *EVP_sha256()
-    int EVP_DigestInit_ex(EVP_MD_CTX *ctx, const EVP_MD *type, ENGINE *impl)
-    int EVP_DigestUpdate(EVP_MD_CTX *ctx, const void *d, size_t cnt)
-    int EVP_DigestFinal_ex(EVP_MD_CTX *ctx, unsigned char *md, unsigned int *s)
+    int FS_HAVE_OPENSSL
+    fs_sha256_ctx *fs_sha256_new()
+    void fs_sha256_update(fs_sha256_ctx *c, const void *p, size_t n)
+    void fs_sha256_final(fs_sha256_ctx *c, unsigned char *md)
+    void fs_sha256_free(fs_sha256_ctx *c)

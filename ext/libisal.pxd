@@ -1,7 +1,8 @@
-# ISA-L igzip: SIMD inflate (gzip decode) and the fast deflate levels 1-3.
+# ISA-L igzip (fs_isal.h): SIMD inflate and the fast deflate levels 1-3; the same API on zlib without ISA-L.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t
 
-cdef extern from "<isa-l/igzip_lib.h>" nogil:
+cdef extern from "fs_isal.h" nogil:
+    int FS_HAVE_ISAL
     enum isal_block_state:
         ISAL_BLOCK_FINISH
     enum isal_zstate_state:
@@ -48,3 +49,5 @@ cdef extern from "<isa-l/igzip_lib.h>" nogil:
     int isal_deflate(isal_zstream *stream)
     void isal_inflate_init(inflate_state *state)
     int isal_inflate(inflate_state *state)
+    void fs_inflate_end(inflate_state *state)    # no-ops on ISA-L; zlib's inflateEnd/deflateEnd
+    void fs_deflate_end(isal_zstream *stream)

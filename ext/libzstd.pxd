@@ -1,5 +1,6 @@
-# libzstd streaming API (zstd.h, >= 1.4).
-cdef extern from "<zstd.h>" nogil:
+# libzstd streaming API (zstd.h, >= 1.4) through fs_zstd.h (FS_HAVE_ZSTD 0: built without it).
+cdef extern from "fs_zstd.h" nogil:
+    int FS_HAVE_ZSTD
     ctypedef struct ZSTD_CCtx:
         pass
     ctypedef struct ZSTD_DCtx:
@@ -22,8 +23,6 @@ cdef extern from "<zstd.h>" nogil:
         ZSTD_e_end
     unsigned ZSTD_isError(size_t code)
     const char *ZSTD_getErrorName(size_t code)
-    int ZSTD_minCLevel()
-    int ZSTD_maxCLevel()
     ZSTD_CCtx *ZSTD_createCCtx()
     size_t ZSTD_freeCCtx(ZSTD_CCtx *cctx)
     size_t ZSTD_CCtx_setParameter(ZSTD_CCtx *cctx, ZSTD_cParameter param, int value)

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from fastsync.store.blobs import Store
     from fastsync.registry.client import RegistryClient
+    from fastsync.registry.pings import PingMemo
     from fastsync.registry.stats import TrafficStats
 
 T = TypeVar("T")
@@ -27,6 +28,7 @@ class Session:
         self.traffic = traffic            # per-host figures, counted by trace hooks when given
         self._http: Optional["aiohttp.ClientSession"] = None
         self._clients: dict[tuple[str, TransportOptions], "RegistryClient"] = {}
+        self._pings: Optional["PingMemo"] = None
 
     async def __aenter__(self) -> "Session":
         return self
@@ -37,7 +39,9 @@ class Session:
     @property
     def http(self) -> "aiohttp.ClientSession":
         if self._http is None:
-            import aiohttp
+            from fastsync.registry.tls import import_aiohttp
+
+            aiohttp = import_aiohttp()
 
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.options.connections_per_host,
                                              ttl_dns_cache=300)
@@ -54,11 +58,14 @@ class Session:
     def registry(self, host: str, opts: TransportOptions) -> "RegistryClient":
         """The client for `host` with these options (one per host and option set, reused across images)."""
         from fastsync.registry.client import RegistryClient
+        from fastsync.registry.pings import PingMemo
 
         key = (host, opts)
         client = self._clients.get(key)
         if client is None:
-            client = self._clients[key] = RegistryClient(self.http, host, opts, self.options.network,
+            if self._pings is None:
+                self._pings = PingMemo()
+            client = self._clients[key] = RegistryClient(self.http, host, opts, self.options.network, self._pings,
                                                          self.traffic)
         return client
 

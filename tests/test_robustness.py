@@ -223,7 +223,7 @@ def build_tree(tmp_path) -> Path:
     for name in ("setup.py", "pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, tree / name)
     for src in (ROOT / "ext").iterdir():
-        if src.suffix in (".pyx", ".pxd"):
+        if src.suffix in (".pyx", ".pxd", ".h"):
             shutil.copy2(src, tree / "ext" / src.name)
     (tree / "fastsync").mkdir()
     shadow = tmp_path / "no-cython" / "Cython"

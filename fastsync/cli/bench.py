@@ -120,3 +120,6 @@ def bench(ctx: click.Context, registry: str, blob_size: str, concurrency: str, c
         click.echo(cleanup_line(result))
     else:
         sys.stdout.buffer.write(doc + b"\n")
+
+
+COMMANDS = [bench]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 import sys
 from typing import Any, Callable, Optional
 
@@ -10,7 +9,6 @@ import click
 
 from fastsync.cli.flags import check_retry_times, go_bool_args
 from fastsync.errors import FastsyncError
-from fastsync.retry import retrying_sync
 
 
 class FastsyncGroup(click.Group):
@@ -55,6 +53,8 @@ def handle_errors(f: Callable) -> Callable:
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
             raise
         except Exception as exc:   # a bug or an input nobody foresaw: still one line (--debug: the traceback)
+            import logging
+
             logging.getLogger("fastsync").debug("internal error", exc_info=True)
             text = " ".join(str(exc).split()) or type(exc).__name__
             click.echo(f"Error: internal error ({type(exc).__name__}): {text}", err=True)
@@ -65,6 +65,10 @@ def handle_errors(f: Callable) -> Callable:
 def with_retries(fn: Callable[[], Any], retry_times: int) -> Any:
     """Run a whole registry operation (inspect, list-tags, delete), again after a retryable failure
     (connection errors, 408/425/429/5xx) up to `retry_times` more times, as skopeo's --retry-times."""
+    import logging
+
+    from fastsync.retry import retrying_sync
+
     check_retry_times(retry_times)
 
     def warn(exc: BaseException, delay: float) -> None:

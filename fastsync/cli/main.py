@@ -1,7 +1,6 @@
 """The root command: global flags, and every command registered from its module."""
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from typing import Optional
@@ -9,11 +8,9 @@ from typing import Optional
 import click
 
 from fastsync import __version__
-from fastsync.cli import auth, bench, images, offline, sync, trust
-from fastsync.cli import help as help_cmds
 from fastsync.cli.errors import FastsyncGroup
 from fastsync.cli.flags import go_flag
-from fastsync.options import GlobalOptions
+from fastsync.cli.lazy import COMMAND_MODULES, LazyCommands
 
 
 def _version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -21,10 +18,11 @@ def _version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
     try:
-        from fastsync.core.native import BACKEND
+        from fastsync.core.native import BACKEND, accelerations
+        libs = " ".join(f"{job}={lib}" for job, lib in accelerations().items())
     except ImportError:          # FASTSYNC_BACKEND=native without the extension: say so, as api.backend()
-        BACKEND = "python"
-    click.echo(f"fastsync version {__version__} (native core: {BACKEND})")
+        BACKEND, libs = "python", "sha256=hashlib gzip=zlib zstd=zstandard"
+    click.echo(f"fastsync version {__version__} (native core: {BACKEND}; {libs})")
     ctx.exit()
 
 
@@ -48,11 +46,14 @@ def main(ctx: click.Context, debug: bool, command_timeout: Optional[float], tmpd
          insecure_policy: bool, policy_path: Optional[str], registries_d: Optional[str], override_arch: Optional[str],
          override_os: Optional[str], override_variant: Optional[str], tls_verify: Optional[bool]) -> None:
     """fastsync: copy, sync and inspect container images (skopeo-compatible)."""
+    import logging
+
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(message)s")
     if tmpdir:
         os.environ["TMPDIR"] = tmpdir
     from fastsync.manifest import host_platform
+    from fastsync.options import GlobalOptions
 
     ctx.obj = {
         "global": GlobalOptions(debug=debug, command_timeout=command_timeout, tmpdir=tmpdir,
@@ -67,14 +68,7 @@ def main(ctx: click.Context, debug: bool, command_timeout: Optional[float], tmpd
 
 
 
-for _cmd in images.COMMANDS:
-    main.add_command(_cmd)
-main.add_command(bench.bench)
-auth.register(main)
-sync.register(main)
-offline.register(main)
-help_cmds.register(main)
-trust.register(main)
+main.commands = LazyCommands(main, COMMAND_MODULES)    # each command's module imported when it is used
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -12,6 +12,11 @@ gzip output is one member, mtime 0, no name, OS 255. gzip levels 0 and 4-9 use z
 backends (4-9 give byte-identical output when both link the same zlib; level 0's stored blocks
 follow output buffer sizes); levels 1-3 use ISA-L in the native backend (several times faster,
 a few percent larger). zstd output carries a content checksum.
+
+The extension's libraries are each optional at build time (``accelerations()`` names what runs):
+without OpenSSL it hashes with its own SHA-256, without ISA-L zlib does every gzip level (levels
+1-3 then match the Python backend's bytes), without libzstd zstd streams go through the zstandard
+package while everything else stays native.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from fastsync.core.pure import _py_link_blobs, _py_sha256_file, _PyPipeline
 __all__ = [
     "BACKEND", "CompressionError", "DigestResult", "detect_compression", "Digester",
     "sha256_file", "Recompressor", "link_blobs", "load_backend", "Backend", "BLOCK", "ZSTD_THREADS",
+    "accelerations",
 ]
 
 
@@ -101,10 +107,16 @@ class Backend:
 
 
 def _native_engine(mod: ModuleType) -> Callable[..., Any]:
+    zstd_inside = _features(mod)["zstd"] is not None
+    zstd = _CODES["zstd"]
+
     class _Engine:
         __slots__ = ("_p",)
 
         def __init__(self, src: int, dst: int, level: int, collect: bool) -> None:
+            if not zstd_inside and zstd in (src, dst):   # built without libzstd: the zstandard package
+                self._p = _PyPipeline(src, dst, level, collect)
+                return
             self._p = mod.Pipeline(src, dst, level, collect)
 
         def feed(self, data: Any) -> bytes:
@@ -122,6 +134,21 @@ def _native_engine(mod: ModuleType) -> Callable[..., Any]:
         def digests(self) -> tuple:
             return self._p.digests()
     return _Engine
+
+
+def _features(mod: ModuleType) -> dict[str, Optional[str]]:
+    # an extension built before the libraries became optional linked all three
+    return dict(getattr(mod, "FEATURES", {"sha256": "openssl", "gzip": "isa-l", "zstd": "libzstd"}))
+
+
+def accelerations() -> dict[str, str]:
+    """Which library does each job in the chosen backend: {"sha256", "gzip", "zstd"} -> name."""
+    if _CHOSEN.name == "python":
+        return {"sha256": "hashlib", "gzip": "zlib", "zstd": "zstandard"}
+    from fastsync.core import _native as mod
+    found = _features(mod)
+    return {"sha256": found["sha256"] or "hashlib", "gzip": found["gzip"] or "zlib",
+            "zstd": found["zstd"] or "zstandard"}
 
 
 def load_backend(name: str) -> Backend:

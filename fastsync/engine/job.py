@@ -16,7 +16,6 @@ from typing import Any, AsyncIterator, Callable, Optional
 from fastsync import manifest as mf
 from fastsync import model as m
 from fastsync.core.recompress import LayerEdit, layer_edits
-from fastsync.engine import schema1
 from fastsync.engine.blob import CACHE, SOURCE, THERE, BlobMover, Moved
 from fastsync.engine.formats import check_preserved, index_target, target_type
 from fastsync.engine.transfers import SharedTransfers, Transfer, gather_or_cancel
@@ -32,6 +31,13 @@ from fastsync.transports.base import ImageDestination, ImageReference, ImageSour
 # (source, destination, blob) -> a context held around each attempt of a blob transfer: the
 # scheduler's per-host concurrency limits; it sees the attempt's exception, if any.
 BlobGate = Callable[[ImageSource, ImageDestination, Descriptor], AbstractAsyncContextManager]
+
+
+def _schema1() -> Any:
+    """engine/schema1.py (and the docker-archive code it uses), imported for schema 1 images only."""
+    from fastsync.engine import schema1
+
+    return schema1
 
 
 def _no_gate(src: ImageSource, dst: ImageDestination, desc: Descriptor) -> AbstractAsyncContextManager:
@@ -195,7 +201,7 @@ class Job:
         return final
 
     async def _copy_manifest(self, img: _Image, man: Manifest, instance: bool) -> Manifest:
-        if man.is_schema1 and schema1.converts_for(img.dst, self.options):
+        if man.is_schema1 and _schema1().converts_for(img.dst, self.options):
             return await self._copy_schema1(img, man, instance)
         edits = layer_edits(man, self.options, img.src.layer_compression,
                             img.dst.capabilities.compress_layers and not img.signed)
@@ -230,6 +236,7 @@ class Job:
         """A schema 1 image to a destination storing only v2s2, converted as skopeo converts it: every
         layer decompressed (its digest is then the diff_id the config needs), then the config and
         manifest built from the schema 1 history."""
+        schema1 = _schema1()
         s1 = schema1.parse_schema1(man)
         schema1.check_allowed(self.options, img.signed)
         sem = asyncio.Semaphore(max(1, self.options.blob_concurrency))

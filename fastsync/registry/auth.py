@@ -236,3 +236,19 @@ def credentials_for(host: str, repo: Optional[str], opts: "TransportOptions") ->
     from fastsync.registry.authfile import credentials_key, lookup_credentials
 
     return lookup_credentials(credentials_key(host, repo), opts.authfile)
+
+
+def registry_credentials(host: str, opts: "TransportOptions") -> tuple[bool, Optional[Credentials]]:
+    """(whether credentials may differ per repository on `host`, the registry's own credentials).
+
+    One look at the auth files for the whole registry: unless one of them has a key naming a
+    namespace on `host` (``host/org``, ``host/org/repo``), every repository gets the registry's
+    credentials (what `credentials_for` would find for each). May run a credential helper."""
+    if opts.no_creds or opts.creds:
+        return False, credentials_for(host, None, opts)
+    from fastsync.registry.authfile import credentials_key, has_namespaced_keys, lookup_credentials
+
+    key = credentials_key(host)
+    if has_namespaced_keys(key, opts.authfile):
+        return True, None
+    return False, lookup_credentials(key, opts.authfile)

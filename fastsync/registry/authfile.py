@@ -227,6 +227,16 @@ def lookup_credentials(key: str, authfile: Optional[str] = None) -> Optional[Cre
     return None
 
 
+def has_namespaced_keys(key: str, authfile: Optional[str] = None) -> bool:
+    """Whether an auth file has an `auths` key for a namespace of registry `key` (``key/...``),
+    i.e. whether lookups for that registry's repositories can differ from the registry's own."""
+    prefix = key + "/"
+    for ap in auth_file_paths(authfile):
+        if not ap.legacy and any(k.startswith(prefix) for k in (read_auth_file(ap.path).get("auths") or {})):
+            return True
+    return False
+
+
 def _helper_for(doc: dict[str, Any], registry: str) -> Optional[str]:
     helpers = doc.get("credHelpers") or {}
     if registry in helpers:

@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Itera
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from fastsync import model as m
-from fastsync.registry.auth import Authenticator, Challenge, credentials_for, parse_challenge
+from fastsync.registry.auth import Authenticator, Challenge, credentials_for, parse_challenge, registry_credentials
 from fastsync.errors import FastsyncError, NetworkError, NotFound, RegistryError, Unauthorized
 from fastsync.retry import parse_retry_after, retrying
 from fastsync.model import Descriptor, Digest
 from fastsync.options import NetworkOptions
 from fastsync.registry.limits import MAX_MANIFEST, MAX_TAG_LIST, read_capped, read_start
 from fastsync.registry import ranged
+from fastsync.registry.pings import PingMemo, PingResult
 from fastsync.registry.watch import Offered, guarded, upload_timeout
 from fastsync.registry.tls import ssl_context
 from fastsync.registry.wire import (REDIRECTS, body_error, describe, error_text, loggable, next_link, origin,
@@ -37,8 +38,10 @@ class RegistryClient:
     """Talks to one registry host with one set of options. Created and cached by `Session.registry`."""
 
     def __init__(self, http: "aiohttp.ClientSession", host: str, opts: "TransportOptions",
-                 net: NetworkOptions = NetworkOptions(), traffic: Optional["TrafficStats"] = None) -> None:
+                 net: NetworkOptions = NetworkOptions(), pings: Optional[PingMemo] = None,
+                 traffic: Optional["TrafficStats"] = None) -> None:
         self.http = http
+        self.pings = pings
         self.host = host
         self.opts = opts
         self.net = net
@@ -47,8 +50,10 @@ class RegistryClient:
         self.base: Optional[str] = None
         self._ping_lock = asyncio.Lock()
         self._challenge: Optional[Challenge] = None
-        # Credentials may differ per repository (namespace-scoped auth-file keys): resolved once per
-        # repository; one Authenticator (and token cache) per distinct set of credentials.
+        # Credentials are looked up once for the registry; only when an auth file has keys naming
+        # namespaces of this host (host/org/...) may they differ per repository: then resolved once
+        # per repository. One Authenticator (and token cache) per distinct set of credentials.
+        self._registry_creds: Optional["asyncio.Future[tuple[bool, Optional[Credentials]]]"] = None
         self._creds: dict[Optional[str], "asyncio.Future[Optional[Credentials]]"] = {}
         self._auths: dict[Optional["Credentials"], Authenticator] = {}
         # repositories found not to exist (probe_repository): they hold no blob but what this session
@@ -57,11 +62,15 @@ class RegistryClient:
 
     async def authenticator(self, repo: Optional[str]) -> Authenticator:
         """The Authenticator holding the credentials that apply to `repo` (None: the registry itself)."""
-        fut = self._creds.get(repo)
-        if fut is None:
-            fut = self._creds[repo] = asyncio.ensure_future(
-                asyncio.to_thread(credentials_for, self.host, repo, self.opts))
-        creds = await asyncio.shield(fut)
+        if self._registry_creds is None:
+            self._registry_creds = asyncio.ensure_future(asyncio.to_thread(registry_credentials, self.host, self.opts))
+        per_repository, creds = await asyncio.shield(self._registry_creds)
+        if per_repository:
+            fut = self._creds.get(repo)
+            if fut is None:
+                fut = self._creds[repo] = asyncio.ensure_future(
+                    asyncio.to_thread(credentials_for, self.host, repo, self.opts))
+            creds = await asyncio.shield(fut)
         auth = self._auths.get(creds)
         if auth is None:
             auth = self._auths[creds] = Authenticator(self.http, self.host, creds, self.ssl,
@@ -103,6 +112,11 @@ class RegistryClient:
         async with self._ping_lock:
             if self.base:
                 return self.base
+            known = self.pings.get(self.host, self.ssl) if self.pings is not None else None
+            if known is not None:         # another client of this session pinged it, same TLS settings
+                self._challenge = known.challenge
+                self.base = known.base
+                return self.base
             schemes = ["https", "http"] if self.opts.tls_verify is False else ["https"]
             last: Optional[BaseException] = None
             for scheme in schemes:
@@ -120,6 +134,8 @@ class RegistryClient:
                             exc.retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                             raise exc
                     self.base = f"{scheme}://{self.host}"
+                    if self.pings is not None:
+                        self.pings.put(self.host, self.ssl, PingResult(self.base, self._challenge))
                     return self.base
                 except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
                     last = exc

@@ -6,14 +6,21 @@ and /etc/docker/certs.d/HOST:PORT. In it, `*.crt` files are extra CAs (added to 
 and each `NAME.cert` must come with `NAME.key` (a client certificate). --tls-verify=false turns
 verification off (and lets the registry client fall back to plain HTTP) but still presents a client
 certificate when the directory has one.
+
+The system CA bundle costs ~20-30 ms to parse, so a verifying context loads it at its first TLS
+handshake (`LazyCAContext`), not when it is built; a context for --tls-verify=false never loads it
+(it checks nothing). `import_aiohttp()` imports aiohttp without the two CA loads its connector
+module does at import time, and puts a lazy context in place of its default verifying one.
 """
 from __future__ import annotations
 
 import logging
 import os
 import ssl
+import sys
 import threading
-from typing import Optional
+from types import ModuleType
+from typing import Any, Optional
 
 from fastsync.errors import FastsyncError
 from fastsync.options import TransportOptions
@@ -103,11 +110,68 @@ def ssl_context(host: str, opts: TransportOptions) -> "ssl.SSLContext":
     return ctx
 
 
+class LazyCAContext(ssl.SSLContext):
+    """A client context that loads the system CAs just before its first handshake (asyncio and
+    uvloop both start TLS through wrap_bio; blocking sockets through wrap_socket)."""
+
+    _cas_lock = threading.Lock()
+    _cas_loaded = False
+
+    def load_system_cas(self) -> None:
+        if self._cas_loaded:
+            return
+        with self._cas_lock:
+            if not self._cas_loaded:
+                ssl.SSLContext.load_default_certs(self)
+                self._cas_loaded = True
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
+        self.load_system_cas()
+        return super().wrap_bio(*args, **kwargs)
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        self.load_system_cas()
+        return super().wrap_socket(*args, **kwargs)
+
+
 def _new_context(verify: bool, d: Optional[str]) -> "ssl.SSLContext":
-    ctx = ssl.create_default_context()
-    if not verify:
+    if verify:     # what ssl.create_default_context() sets up, the CA bundle deferred
+        ctx: ssl.SSLContext = LazyCAContext(ssl.PROTOCOL_TLS_CLIENT)
+    else:          # nothing is verified: no CA bundle at all
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     if d:
         _load_dir(ctx, d, verify)
     return ctx
+
+
+def import_aiohttp() -> ModuleType:
+    """`import aiohttp`, without the ~50 ms its connector spends loading the CA bundle twice at import.
+
+    While it imports, loading default CAs is a no-op; then its default verifying context (used by
+    a request that passes no ``ssl=``) is replaced by a `LazyCAContext`. Its default non-verifying
+    context checks nothing, so it needs no CAs. An aiohttp without those module globals keeps
+    whatever it built (a context without CAs fails verification: it never accepts more)."""
+    mod = sys.modules.get("aiohttp")
+    if mod is not None:
+        return mod
+    cls = ssl.SSLContext
+    saved_load = cls.__dict__["load_default_certs"]
+
+    def skip(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    cls.load_default_certs = skip                # type: ignore[method-assign]
+    cls.set_default_verify_paths = skip          # type: ignore[method-assign]
+    try:
+        import aiohttp
+        import aiohttp.connector as connector
+    finally:
+        cls.load_default_certs = saved_load      # type: ignore[method-assign]
+        del cls.set_default_verify_paths         # the C method of _ssl._SSLContext again
+    if isinstance(getattr(connector, "_SSL_CONTEXT_VERIFIED", None), ssl.SSLContext):
+        lazy = LazyCAContext(ssl.PROTOCOL_TLS_CLIENT)
+        lazy.set_alpn_protocols(("http/1.1",))
+        connector._SSL_CONTEXT_VERIFIED = lazy   # type: ignore[attr-defined]
+    return aiohttp

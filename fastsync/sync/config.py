@@ -8,8 +8,6 @@ import re
 from dataclasses import replace
 from typing import Any, Callable, Optional
 
-import yaml
-
 from fastsync.errors import FastsyncError, InvalidReference, UsageError
 from fastsync.model import Digest
 from fastsync.options import Credentials, TransportOptions
@@ -29,6 +27,8 @@ def _read(path: str, what: str) -> str:
 
 
 def _load_doc(path: str, what: str) -> Any:
+    import yaml          # only when a YAML file is read (~10 ms)
+
     text = _read(path, what)
     try:
         return yaml.safe_load(text) if text.strip() else {}

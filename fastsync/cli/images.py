@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 import click
 
+from fastsync.cli.attachments import attachment_flags, attachment_options
 from fastsync.cli.errors import handle_errors, with_retries
 from fastsync.cli.flags import (additional_tags, apply_deprecated_tls_verify, check_retry_times,
                                 compression_options, deprecated_tls_verify, go_flag, network_flags, platform_of,
@@ -45,6 +46,7 @@ from fastsync.options import CopyOptions
          "registry has (fastsync always does: recompressed layers are digested before any upload)")
 @click.option("--screds", hidden=True, metavar="USER[:PASS]", help="old spelling of --src-creds")
 @click.option("--dcreds", hidden=True, metavar="USER[:PASS]", help="old spelling of --dest-creds")
+@attachment_flags(default_on=False)
 @deprecated_tls_verify
 @transport_flags("src-", oci=True)
 @transport_flags("dest-", oci=True)
@@ -58,7 +60,8 @@ def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_ar
          encryption_keys: tuple[str, ...], encrypt_layers: tuple[str, ...], decryption_keys: tuple[str, ...],
          additional_tag: tuple[str, ...], dest_oci_accept_uncompressed_layers: Optional[bool],
          dest_precompute_digests: Optional[bool], screds: Optional[str], dcreds: Optional[str],
-         deprecated_tls_verify: Optional[bool], **kw: Any) -> None:
+         deprecated_tls_verify: Optional[bool], attachments: Optional[bool], attachment_types: tuple[str, ...],
+         **kw: Any) -> None:
     """Copy an image from SOURCE to DESTINATION (transport:details names)."""
     from fastsync import api
 
@@ -78,6 +81,7 @@ def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_ar
     options = CopyOptions(multi_arch="all" if all_ else (multi_arch or "system"), platform=platform_of(ctx),
                           format=fmt, preserve_digests=preserve_digests, retry_times=retry_times,
                           remove_signatures=remove_signatures, trust=trust,
+                          attachments=attachment_options(attachments, attachment_types, default_on=False),
                           **compression_options(dest_compress, dest_decompress, dest_compress_format,
                                                 dest_compress_level))
     gopts = with_network(ctx.obj["global"], retry_times, kw)

@@ -83,6 +83,9 @@ class PlannedReference(ImageReference):
     def local_path(self) -> Optional[str]:
         return self.inner.local_path
 
+    def with_tag(self, tag: str) -> Optional[ImageReference]:
+        return self.inner.with_tag(tag)
+
     async def open_source(self, session: Session, opts: TransportOptions) -> ImageSource:
         return RememberedSource(await self.inner.open_source(session, opts), self.manifests)
 

@@ -1,0 +1,97 @@
+"""Attachments travel with their image (issue 15): cosign's `.sig`/`.att`/`.sbom` tags and OCI 1.1
+referrers (through the fallback index on CNCF distribution 2.8), recursively, by copy --attachments
+and by sync, to registries, oci: layouts and registry-storage: trees and back out, with identical
+digests; malformed attachments are refused or skipped as documented."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from helpers import assert_one_line_error, fastsync, ok
+from support import cosign_artifacts as ca
+from support.images import SampleImage, make_image
+
+NO_TLS = ("--src-tls-verify=false", "--dest-tls-verify=false")
+
+
+@dataclass
+class Signed:
+    """An image in `registry` with every kind of attachment."""
+
+    repo: str
+    image: SampleImage
+    sig: SampleImage
+    att: SampleImage
+    sbom: SampleImage
+    bundle: SampleImage
+    sbom_sig: SampleImage
+    key: ec.EllipticCurvePrivateKey
+
+    def artefacts(self) -> dict[str, str]:
+        """ref -> the digest it must have wherever the image went (cosign tags, referrers by digest)."""
+        d = self.image.digest
+        return {ca.tag_of(d, "sig"): self.sig.digest, ca.tag_of(d, "att"): self.att.digest,
+                self.sbom.digest: self.sbom.digest, self.bundle.digest: self.bundle.digest,
+                ca.tag_of(self.sbom.digest, "sig"): self.sbom_sig.digest}
+
+
+def push_signed(registry, repo: str, seed: int, identity: str) -> Signed:
+    key = ec.generate_private_key(ec.SECP256R1())
+    image = make_image(seed, layers=1, layer_size=4096, fmt="oci")
+    registry.push_image(image, repo, "1")
+    sig = ca.signature(image.digest, identity, [key])
+    att = ca.attestation(image.digest)
+    sbom = ca.referrer(image, ca.SPDX, b'{"spdxVersion":"SPDX-2.3","name":"app"}')
+    bundle = ca.referrer(image, ca.BUNDLE, b'{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}',
+                         annotations={"dev.sigstore.bundle.predicateType": "https://sigstore.dev/cosign/sign/v1"})
+    sbom_sig = ca.signature(sbom.digest, identity, [key])
+    ca.push_tagged(registry, repo, image.digest, "sig", sig)
+    ca.push_tagged(registry, repo, image.digest, "att", att)
+    ca.push_referrers(registry, repo, image.digest, [sbom, bundle])
+    ca.push_tagged(registry, repo, sbom.digest, "sig", sbom_sig)
+    return Signed(repo, image, sig, att, sbom, bundle, sbom_sig, key)
+
+
+@pytest.fixture
+def signed(registry) -> Signed:
+    import itertools
+
+    n = next(_SEEDS)
+    return push_signed(registry, f"supply/app{n}", 1500 + n, f"{registry.host}/supply/app{n}:1")
+
+
+_SEEDS = __import__("itertools").count(1)
+
+
+def assert_all_there(registry, repo: str, s: Signed) -> None:
+    for ref, digest in s.artefacts().items():
+        raw = ca.manifest_at(registry, repo, ref)
+        assert raw is not None, f"{repo}:{ref} missing"
+        assert ca.sha256_digest(raw) == digest, ref
+    index = json.loads(ca.manifest_at(registry, repo, ca.tag_of(s.image.digest)) or b"{}")
+    assert {e["digest"] for e in index["manifests"]} == {s.sbom.digest, s.bundle.digest}
+    assert {e["artifactType"] for e in index["manifests"]} == {ca.SPDX, ca.BUNDLE}
+
+
+def test_copy_attachments_to_another_registry(registry, fresh_registry, signed: Signed, tmp_path: Path) -> None:
+    dst = f"{fresh_registry.host}/mirror/app:1"
+    proc = ok(fastsync("copy", "-q", *NO_TLS, "--attachments", f"docker://{registry.host}/{signed.repo}:1",
+                       f"docker://{dst}"))
+    assert proc.stderr == b""
+    assert_all_there(fresh_registry, "mirror/app", signed)
+    # again: nothing to add, nothing lost
+    ok(fastsync("copy", "-q", *NO_TLS, "--attachments", f"docker://{registry.host}/{signed.repo}:1",
+                f"docker://{dst}"))
+    assert_all_there(fresh_registry, "mirror/app", signed)
+
+
+def test_copy_without_the_flag_carries_none(registry, fresh_registry, signed: Signed) -> None:
+    ok(fastsync("copy", "-q", *NO_TLS, f"docker://{registry.host}/{signed.repo}:1",
+                f"docker://{fresh_registry.host}/plain/app:1"))
+    assert ca.manifest_at(fresh_registry, "plain/app", "1") == signed.image.manifest
+    tags = fresh_registry.request("GET", "/v2/plain/app/tags/list").json()["tags"]
+    assert tags == ["1"]

@@ -95,3 +95,78 @@ def test_copy_without_the_flag_carries_none(registry, fresh_registry, signed: Si
     assert ca.manifest_at(fresh_registry, "plain/app", "1") == signed.image.manifest
     tags = fresh_registry.request("GET", "/v2/plain/app/tags/list").json()["tags"]
     assert tags == ["1"]
+
+
+def test_sync_to_a_registry_storage_tree_bundle_and_back_out(registry, fresh_registry, signed: Signed,
+                                                               tmp_path: Path) -> None:
+    """The issue's "done when": sync to another registry, on to registry-storage:, through an offline
+    bundle, and out again to a registry: every artefact in place with its digest, and re-sync moves
+    nothing."""
+    name = signed.repo.rsplit("/", 1)[1]
+    report = tmp_path / "report.json"
+    ok(fastsync("sync", "-q", *NO_TLS, "--cache", str(tmp_path / "cache"), "--report", str(report),
+                "-s", "docker", "-d", "docker", f"{registry.host}/{signed.repo}", f"{fresh_registry.host}/mirror"))
+    assert_all_there(fresh_registry, f"mirror/{name}", signed)
+    [img] = json.loads(report.read_text())["images"]       # the attachment tags were not synced as images
+    assert img["status"] == "copied"
+    assert sorted((a["kind"], a["digest"]) for a in img["attachments"]) == sorted(
+        [("signature", signed.sig.digest), ("attestation", signed.att.digest), ("referrer", signed.sbom.digest),
+         ("referrer", signed.bundle.digest), ("signature", signed.sbom_sig.digest)])
+
+    tree = tmp_path / "tree"
+    ok(fastsync("sync", "-q", *NO_TLS, "--cache", str(tmp_path / "cache"), "-s", "docker", "-d", "registry-storage",
+                f"{fresh_registry.host}/mirror/{name}", str(tree)))
+    bundle, restored = tmp_path / "b.tar.zst", tmp_path / "restored"
+    ok(fastsync("bundle", "-q", str(tree), str(bundle)))
+    ok(fastsync("unbundle", "-q", str(bundle), str(restored)))
+    out = f"{fresh_registry.host}/out"
+    ok(fastsync("sync", "-q", "--dest-tls-verify=false", "--cache", str(tmp_path / "cache"),
+                "-s", "registry-storage", "-d", "docker", f"{restored}:{name}", out))
+    assert_all_there(fresh_registry, f"out/{name}", signed)
+    again = tmp_path / "again.json"
+    ok(fastsync("sync", "-q", "--dest-tls-verify=false", "--cache", str(tmp_path / "cache"), "--report", str(again),
+                "-s", "registry-storage", "-d", "docker", f"{restored}:{name}", out))
+    assert [i["status"] for i in json.loads(again.read_text())["images"]] == ["up-to-date"]
+
+
+def test_oci_layout_holds_them_and_pushes_them_back(registry, fresh_registry, signed: Signed, tmp_path: Path) -> None:
+    layout = tmp_path / "layout"
+    ok(fastsync("copy", "-q", *NO_TLS, "--attachments", f"docker://{registry.host}/{signed.repo}:1",
+                f"oci:{layout}:1"))
+    index = json.loads((layout / "index.json").read_text())
+    names = {e.get("annotations", {}).get("org.opencontainers.image.ref.name"): e["digest"] for e in index["manifests"]}
+    d = signed.image.digest
+    assert names[ca.tag_of(d, "sig")] == signed.sig.digest and names[ca.tag_of(d, "att")] == signed.att.digest
+    assert names[ca.tag_of(signed.sbom.digest, "sig")] == signed.sbom_sig.digest
+    fallback = json.loads((layout / "blobs" / "sha256" / names[ca.tag_of(d)].split(":")[1]).read_bytes())
+    assert {e["digest"] for e in fallback["manifests"]} == {signed.sbom.digest, signed.bundle.digest}
+    for art in (signed.sbom, signed.bundle):     # referrers: manifests with subject, stored by digest
+        assert (layout / "blobs" / "sha256" / art.digest.split(":")[1]).read_bytes() == art.manifest
+    ok(fastsync("copy", "-q", "--dest-tls-verify=false", "--attachments", f"oci:{layout}:1",
+                f"docker://{fresh_registry.host}/back/app:1"))
+    assert_all_there(fresh_registry, "back/app", signed)
+
+
+def test_attachment_type_filter(registry, fresh_registry, signed: Signed) -> None:
+    ok(fastsync("copy", "-q", *NO_TLS, "--attachment-type", ca.SPDX, f"docker://{registry.host}/{signed.repo}:1",
+                f"docker://{fresh_registry.host}/only/sbom:1"))
+    index = json.loads(ca.manifest_at(fresh_registry, "only/sbom", ca.tag_of(signed.image.digest)) or b"{}")
+    assert [e["digest"] for e in index["manifests"]] == [signed.sbom.digest]
+    # the SBOM's own signature travels with it; the image's .sig/.att do not
+    assert ca.manifest_at(fresh_registry, "only/sbom", ca.tag_of(signed.sbom.digest, "sig")) == signed.sbom_sig.manifest
+    assert ca.manifest_at(fresh_registry, "only/sbom", ca.tag_of(signed.image.digest, "sig")) is None
+    assert_one_line_error(fastsync("copy", "--no-attachments", "--attachment-type", "sbom", "dir:/nonexistent",
+                                   "dir:/tmp/x"), "--attachment-type needs attachments", code=1)
+
+
+def test_a_destination_without_tags_refuses_asked_for_attachments(registry, signed: Signed, tmp_path: Path) -> None:
+    out = tmp_path / "d"
+    assert_one_line_error(fastsync("copy", "-q", *NO_TLS, "--attachments", f"docker://{registry.host}/{signed.repo}:1",
+                                   f"dir:{out}"), "the dir: transport cannot hold attachments", code=1)
+
+
+def test_a_format_conversion_cannot_carry_them(registry, fresh_registry, signed: Signed) -> None:
+    assert_one_line_error(fastsync("copy", "-q", *NO_TLS, "--attachments", "--format", "v2s2",
+                                   f"docker://{registry.host}/{signed.repo}:1",
+                                   f"docker://{fresh_registry.host}/conv/app:1"),
+                          "its attachments (signatures, SBOMs, referrers) name", code=1)

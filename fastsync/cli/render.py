@@ -159,7 +159,8 @@ def report(result: "SyncResult", started: float, dry_run: bool = False) -> dict[
 
     *_transferred: read from the source (downloaded, or read from a local source) and written;
     *_from_cache: written from the local cache (hardlinked, copied or uploaded), nothing read from
-    the source; *_skipped: already at the destination, mounted there, or moved by another image."""
+    the source; *_skipped: already at the destination, mounted there, or moved by another image;
+    attachments: what the copy carried with the image (kind: signature, attestation, sbom, referrer)."""
     images = []
     for r in result.images:
         status = "failed" if r.error else "up-to-date" if r.up_to_date else "planned" if dry_run else "copied"
@@ -168,6 +169,7 @@ def report(result: "SyncResult", started: float, dry_run: bool = False) -> dict[
                        "bytes_from_cache": r.bytes_cached, "bytes_skipped": r.bytes_reused,
                        "blobs_transferred": r.blobs_copied, "blobs_from_cache": r.blobs_cached,
                        "blobs_skipped": r.blobs_reused, "seconds": round(r.seconds, 3),
+                       "attachments": [{"kind": k, "digest": d} for k, d in r.attachments],
                        "error": r.error or None})
     count = {s: sum(1 for i in images if i["status"] == s) for s in ("copied", "up-to-date", "failed", "planned")}
     return {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 from fastsync import manifest as mf
 from fastsync.errors import DigestMismatch, FastsyncError
@@ -31,6 +31,7 @@ class SyncItem:
     src_opts: TransportOptions = TransportOptions()
     dst_opts: TransportOptions = TransportOptions()
     probe: Optional[Probe] = field(default=None, compare=False)
+    attachments: Optional[Any] = None     # AttachmentOptions for this image (YAML, per registry); None: the job's
 
     @property
     def name(self) -> str:
@@ -55,6 +56,12 @@ class PlannedImage:
     up_to_date: bool = False
     blobs: tuple[Descriptor, ...] = ()
     error: str = ""
+
+
+def attachments_of(item: SyncItem, copy: CopyOptions) -> Optional[Any]:
+    """The attachments an item's copy carries (its own setting, else the job's); None: none."""
+    atts = item.attachments if item.attachments is not None else copy.attachments
+    return atts if atts is not None and atts.enabled else None
 
 
 # ---- a source whose manifests were read while planning --------------------------------------------
@@ -134,6 +141,11 @@ class Planner:
         as_is = as_is and not getattr(copy.trust, "needs_every_image", False)
         probe = asyncio.ensure_future(item.probe(self.session)) \
             if item.probe is not None and as_is and copy.multi_arch != "index-only" else None
+        atts = attachments_of(item, copy)
+        known = self._known(item) if probe is not None and atts is not None else None
+        # the destination's attachments are asked for with its manifest, for the digest last seen
+        att_probe = asyncio.ensure_future(self._attachments_in_step(item, known, atts)) \
+            if known is not None else None
         try:
             src = await item.source.open_source(self.session, item.src_opts)
             try:
@@ -156,10 +168,29 @@ class Planner:
             if probe is not None:
                 p.digest = top.digest if (top.is_index and copy.multi_arch == "all") else chosen[0].digest
                 p.up_to_date = await probe == p.digest
+            if p.up_to_date and atts is not None:
+                assert p.digest is not None
+                in_step = await att_probe if att_probe is not None and known == p.digest else \
+                    await self._attachments_in_step(item, p.digest, atts)
+                p.up_to_date = in_step
         finally:
-            if probe is not None and not probe.done():
-                probe.cancel()
-                await asyncio.gather(probe, return_exceptions=True)
+            for task in (probe, att_probe):
+                if task is not None and not task.done():
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+
+    def _known(self, item: SyncItem) -> Optional[Digest]:
+        """The source's digest before it is read: pinned by the name, or what the store saw last."""
+        dref = item.source.docker_reference
+        if dref is not None and dref.digest is not None:
+            return dref.digest
+        known = self.store.recall(str(item.source)) if self.store is not None else None
+        return known.digest if known is not None else None
+
+    async def _attachments_in_step(self, item: SyncItem, digest: Digest, atts: Any) -> bool:
+        from fastsync.attachments.probe import in_step
+
+        return await in_step(self.session, item.source, item.src_opts, item.destination, item.dst_opts, digest, atts)
 
     async def _top(self, item: SyncItem, src: ImageSource) -> tuple[bytes, str]:
         """The source's top manifest; a registry tag whose HEAD matches the remembered digest is read

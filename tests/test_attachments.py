@@ -170,3 +170,38 @@ def test_a_format_conversion_cannot_carry_them(registry, fresh_registry, signed:
                                    f"docker://{registry.host}/{signed.repo}:1",
                                    f"docker://{fresh_registry.host}/conv/app:1"),
                           "its attachments (signatures, SBOMs, referrers) name", code=1)
+
+
+def test_resync_costs_no_extra_round_and_sees_a_new_signature(registry, fresh_registry, signed: Signed,
+                                                              tmp_path: Path) -> None:
+    from support.roundproxy import RoundProxy, deepest, rounds
+
+    name = signed.repo.rsplit("/", 1)[1]
+    with RoundProxy(registry.url) as src, RoundProxy(fresh_registry.url) as dst:
+        def sync(*extra: str) -> list[tuple[int, str, str]]:
+            src.clear()
+            dst.clear()
+            ok(fastsync("sync", "-q", *NO_TLS, "--cache", str(tmp_path / "cache"), *extra, "-s", "docker",
+                        "-d", "docker", f"{src.host}/{signed.repo}:1", f"{dst.host}/mirror"))
+            return rounds(src, dst)
+        sync()
+        assert_all_there(fresh_registry, f"mirror/{name}", signed)
+        plain, carried = sync("--no-attachments"), sync()
+        # nothing written, no blob touched; the attachment probes ride in the manifest probe's round
+        assert all(m in ("GET", "HEAD") and "/blobs/" not in p for _, m, p in carried), carried
+        assert deepest(carried) == deepest(plain) == 2, carried
+        probes = sorted((m, p.split("/", 4)[-1]) for _, m, p in carried if p != "/v2/")
+        d = ca.tag_of(signed.image.digest)
+        want = [("GET", f"manifests/{d}"), ("GET", f"manifests/{d}"), ("GET", f"referrers/{signed.image.digest}"),
+                ("GET", f"referrers/{signed.image.digest}"), ("HEAD", "manifests/1"), ("HEAD", "manifests/1")] + \
+            [("HEAD", f"manifests/{d}.{s}") for s in ("att", "att", "sbom", "sbom", "sig", "sig")]
+        assert probes == sorted(want)
+
+        # a new signature at the source: picked up by the next sync, digest for digest
+        other = ec.generate_private_key(ec.SECP256R1())
+        both = ca.signature(signed.image.digest, f"{registry.host}/{signed.repo}:1", [other], appended_to=signed.sig)
+        assert both.digest != signed.sig.digest
+        ca.push_tagged(registry, signed.repo, signed.image.digest, "sig", both)
+        sync()
+        assert ca.manifest_at(fresh_registry, f"mirror/{name}", ca.tag_of(signed.image.digest, "sig")) == both.manifest
+        assert deepest(sync()) == 2

@@ -11,20 +11,22 @@ index of each subject whose registry did not index them itself.
 Attachments name their subject by digest, so a copy that changed a manifest's digest (a format
 conversion) cannot carry them: that is an error. A destination with no tags beside its image (dir:,
 archives, daemons) cannot hold them: an error when they were asked for (`required`), else a warning.
-A cosign tag that exists at the destination with other content: a `.sig` at a registry is merged
-(the signatures not there are appended, as containers/image writes them), anything else is replaced
-by the source's, with a warning.
+A cosign tag that exists at the destination with other content is replaced by the source's when
+that holds every layer of it (a signature added at the source: digests stay identical); else a
+`.sig` at a registry is merged (the signatures not there are appended, as containers/image writes
+them) and anything else is replaced by the source's, with a warning.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from fastsync.attachments.discover import AttachmentError, Reader, Warn, discover
 from fastsync.attachments.model import SIGNATURE, Attachment, AttachmentOptions
 from fastsync.attachments.write import Writer
-from fastsync.errors import Unsupported
-from fastsync.manifest import parse_manifest
+from fastsync.errors import FastsyncError, Unsupported
+from fastsync.manifest import manifest_digest, parse_manifest
 from fastsync.model import Descriptor, Digest
 
 if TYPE_CHECKING:
@@ -86,19 +88,32 @@ class Carrier:
         """Write one attachment's manifest; True when nothing more is needed (no fallback entry)."""
         if att.tag is None:
             return await writer.put_referrer(att)
-        there = await writer.reader.head(att.tag)
-        if there == att.digest:
+        there = await writer.reader.tag(att.tag)
+        if there is not None and manifest_digest(there[0]) == att.digest:
             return True
-        reg = writer.dst.registry_repository()
-        if there is not None and att.kind == SIGNATURE and reg is not None:
-            from fastsync.trust.attachments import write_attachments
+        if there is not None and not _covers(att, there[0]):
+            reg = writer.dst.registry_repository()
+            if att.kind == SIGNATURE and reg is not None:
+                from fastsync.trust.attachments import write_attachments
 
-            await write_attachments(*reg, att.subject, await _signatures(src, att))
-            return True
-        if there is not None:
-            self.warn(f"{writer.ref}: attachment {att.tag} was {there}; replaced by the source's {att.digest}")
+                await write_attachments(*reg, att.subject, await _signatures(src, att))
+                return True
+            self.warn(f"{writer.ref}: attachment {att.tag} held layers the source's has not; replaced by the "
+                      f"source's {att.digest}")
         await writer.put_tagged(att.tag, att.raw, att.media_type)
         return True
+
+
+def _covers(att: Attachment, there: bytes) -> bool:
+    """Whether the source's cosign manifest holds every layer (payload and annotations) of the one
+    at the destination: then writing the source's loses nothing (a signature added at the source)."""
+    def layers(man: Any) -> set[tuple[str, str]]:
+        return {(str(d.digest), json.dumps(dict(d.annotations), sort_keys=True)) for d in man.layers}
+    try:
+        theirs = parse_manifest(there)
+    except FastsyncError:
+        return False
+    return layers(theirs) <= layers(parse_manifest(att.raw, att.media_type))
 
 
 async def _signatures(src: "ImageSource", att: Attachment) -> list[Any]:

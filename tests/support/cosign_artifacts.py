@@ -60,9 +60,16 @@ def payload(subject: str, identity: str) -> bytes:
                        "optional": None}, separators=(",", ":")).encode()
 
 
-def signature(subject: str, identity: str, keys: Sequence[ec.EllipticCurvePrivateKey]) -> SampleImage:
+def signature(subject: str, identity: str, keys: Sequence[ec.EllipticCurvePrivateKey],
+              appended_to: Optional[SampleImage] = None) -> SampleImage:
+    """A `.sig` manifest with one signature per key (after the layers of `appended_to`, as cosign
+    signs an image that has signatures already)."""
     data = payload(subject, identity)
-    layers = []
+    layers: list[tuple[Blob, dict]] = []
+    if appended_to is not None:
+        blobs = {b.digest: b for b in appended_to.blobs}
+        layers = [(blobs[d["digest"]], d.get("annotations") or {})
+                  for d in json.loads(appended_to.manifest)["layers"]]
     for key in keys:
         sig = base64.b64encode(key.sign(data, ec.ECDSA(hashes.SHA256()))).decode()
         layers.append((Blob(sha256_digest(data), data, SIMPLESIGNING), {"dev.cosignproject.cosign/signature": sig}))

@@ -4,9 +4,11 @@ and by sync, to registries, oci: layouts and registry-storage: trees and back ou
 digests; malformed attachments are refused or skipped as documented."""
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -205,3 +207,103 @@ def test_resync_costs_no_extra_round_and_sees_a_new_signature(registry, fresh_re
         sync()
         assert ca.manifest_at(fresh_registry, f"mirror/{name}", ca.tag_of(signed.image.digest, "sig")) == both.manifest
         assert deepest(sync()) == 2
+
+
+def _verify_setup(tmp_path: Path, key: ec.EllipticCurvePrivateKey, identity: str) -> tuple[Path, Path]:
+    from cryptography.hazmat.primitives import serialization
+
+    pub = tmp_path / "cosign.pub"
+    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+    regd = tmp_path / "registries.d"
+    regd.mkdir()
+    (regd / "default.yaml").write_text("default-docker:\n  use-sigstore-attachments: true\n")
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"default": [{"type": "sigstoreSigned", "keyPath": str(pub),
+                                               "signedIdentity": {"type": "exactReference",
+                                                                  "dockerReference": identity}}]}))
+    return policy, regd
+
+
+def test_the_copy_verifies_at_the_destination_and_an_unsigned_image_does_not(
+        registry, fresh_registry, signed: Signed, tmp_path: Path, skopeo: str) -> None:
+    import subprocess
+
+    identity = f"{registry.host}/{signed.repo}:1"
+    mirror = f"docker://{fresh_registry.host}/verified/app:1"
+    ok(fastsync("copy", "-q", *NO_TLS, "--attachments", f"docker://{registry.host}/{signed.repo}:1", mirror))
+    unsigned = make_image(1499, layers=1, layer_size=1024, fmt="oci")
+    fresh_registry.push_image(unsigned, "verified/unsigned", "1")
+    policy, regd = _verify_setup(tmp_path, signed.key, identity)
+    trust = ("--policy", str(policy), "--registries.d", str(regd))
+    ok(fastsync(*trust, "copy", "-q", "--src-tls-verify=false", mirror, f"dir:{tmp_path / 'ok'}"))
+    assert (tmp_path / "ok" / "signature-1").read_bytes().startswith(b"\x00sigstore-json\n")
+    assert_one_line_error(fastsync(*trust, "copy", "-q", "--src-tls-verify=false",
+                                   f"docker://{fresh_registry.host}/verified/unsigned:1", f"dir:{tmp_path / 'no'}"),
+                          "Source image rejected: A signature was required, but no signature exists", code=1)
+    # skopeo 1.9.3 finds the carried attachment at the destination and gets to the signature check,
+    # which Debian's build has compiled out; for the unsigned image it finds none. openssl checks the
+    # carried signature over the carried payload.
+    signed_run = subprocess.run([skopeo, *trust, "copy", "-q", "--src-tls-verify=false", mirror,
+                                 f"dir:{tmp_path / 's1'}"], capture_output=True)
+    unsigned_run = subprocess.run([skopeo, *trust, "copy", "-q", "--src-tls-verify=false",
+                                   f"docker://{fresh_registry.host}/verified/unsigned:1", f"dir:{tmp_path / 's2'}"],
+                                  capture_output=True)
+    assert signed_run.returncode == 1 and b"Debian-local change: sigstore disabled" in signed_run.stderr
+    assert unsigned_run.returncode == 1 and \
+        b"A signature was required, but no signature exists" in unsigned_run.stderr
+    [layer] = json.loads(ca.manifest_at(fresh_registry, "verified/app", ca.tag_of(signed.image.digest, "sig"))
+                         or b"{}")["layers"]
+    (tmp_path / "payload").write_bytes(fresh_registry.request("GET", f"/v2/verified/app/blobs/{layer['digest']}").body)
+    (tmp_path / "sig").write_bytes(base64.b64decode(layer["annotations"]["dev.cosignproject.cosign/signature"]))
+    check = subprocess.run(["openssl", "dgst", "-sha256", "-verify", str(tmp_path / "cosign.pub"), "-signature",
+                            str(tmp_path / "sig"), str(tmp_path / "payload")], capture_output=True)
+    assert check.returncode == 0 and b"Verified OK" in check.stdout, check
+
+
+def test_a_registry_with_the_referrers_api(registry, signed: Signed, tmp_path: Path) -> None:
+    """Written to a registry that has the API: it answers OCI-Subject, so no fallback tag is made;
+    read back through the API (with its artifactType filter) into distribution 2.8's fallback index."""
+    from support.referrers_server import ReferrersRegistry
+
+    with ReferrersRegistry() as api:
+        ok(fastsync("copy", "-q", *NO_TLS, "--attachments", f"docker://{registry.host}/{signed.repo}:1",
+                    f"docker://{api.host}/withapi/app:1"))
+        subject = signed.image.digest
+        assert set(api.referrers[("withapi/app", subject)]) == {signed.sbom.digest, signed.bundle.digest}
+        assert ("withapi/app", ca.tag_of(subject)) not in api.manifests        # no fallback index there
+        assert api.manifests[("withapi/app", ca.tag_of(subject, "sig"))][0] == signed.sig.manifest
+        assert api.manifests[("withapi/app", ca.tag_of(signed.sbom.digest, "sig"))][0] == signed.sbom_sig.manifest
+        api.requests.clear()
+        ok(fastsync("copy", "-q", *NO_TLS, "--attachment-type", ca.BUNDLE, f"docker://{api.host}/withapi/app:1",
+                    f"docker://{registry.host}/fromapi/app:1"))
+        asked = [parse_qs(urlsplit(p).query) for m, p in api.requests if f"/referrers/{subject}" in p]
+        assert asked == [{"artifactType": [ca.BUNDLE]}]
+        index = json.loads(ca.manifest_at(registry, "fromapi/app", ca.tag_of(subject)) or b"{}")
+        assert [e["digest"] for e in index["manifests"]] == [signed.bundle.digest]
+        assert ca.manifest_at(registry, "fromapi/app", signed.bundle.digest) == signed.bundle.manifest
+
+
+def test_concurrent_writers_of_one_fallback_index_lose_no_entry(registry, tmp_path: Path) -> None:
+    """Six copies at once, each bringing its own referrers of the same image into one repository:
+    every referrer ends up in the one fallback index."""
+    import subprocess
+    import sys
+
+    image = make_image(1490, layers=1, layer_size=1024, fmt="oci")
+    srcs = []
+    for i in range(6):
+        repo = f"writers/src{i}"
+        registry.push_image(image, repo, "1")
+        refs = [ca.referrer(image, ca.SPDX, f'{{"writer":{i},"n":{n}}}'.encode()) for n in range(2)]
+        ca.push_referrers(registry, repo, image.digest, refs)
+        srcs.append((repo, refs))
+    env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    procs = [subprocess.Popen([sys.executable, "-m", "fastsync", "copy", "-q", *NO_TLS, "--attachments",
+                               f"docker://{registry.host}/{repo}:1", f"docker://{registry.host}/writers/dst:1"],
+                              env=env, stderr=subprocess.PIPE) for repo, _ in srcs]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    index = json.loads(ca.manifest_at(registry, "writers/dst", ca.tag_of(image.digest)) or b"{}")
+    assert sorted(e["digest"] for e in index["manifests"]) == sorted(r.digest for _, refs in srcs for r in refs)

@@ -307,3 +307,70 @@ def test_concurrent_writers_of_one_fallback_index_lose_no_entry(registry, tmp_pa
         assert p.returncode == 0, err
     index = json.loads(ca.manifest_at(registry, "writers/dst", ca.tag_of(image.digest)) or b"{}")
     assert sorted(e["digest"] for e in index["manifests"]) == sorted(r.digest for _, refs in srcs for r in refs)
+
+
+def _layout_with(tmp_path: Path, image: SampleImage, tags: dict[str, bytes]) -> Path:
+    """An OCI layout holding `image` as :1 and each raw manifest under its tag."""
+    from support.images import write_oci
+
+    layout = tmp_path / "bad"
+    write_oci(image, layout, "1")
+    index = json.loads((layout / "index.json").read_text())
+    for tag, raw in tags.items():
+        digest = ca.sha256_digest(raw)
+        (layout / "blobs" / "sha256" / digest.split(":")[1]).write_bytes(raw)
+        index["manifests"].append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
+                                   "size": len(raw), "annotations": {"org.opencontainers.image.ref.name": tag}})
+    (layout / "index.json").write_text(json.dumps(index))
+    return layout
+
+
+@pytest.mark.parametrize("raw, words", [
+    (b'{"schemaVersion": 2, "layers": [', "is not valid JSON"),
+    (b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"x",'
+     b'"digest":"sha256:' + b"0" * 64 + b'","size":1},"layers":[],"annotations":{"pad":"' + b"x" * (5 << 20) + b'"}}',
+     "more than a manifest may have"),
+], ids=["bad-json", "oversize"])
+def test_a_malformed_cosign_tag_is_an_error(tmp_path: Path, raw: bytes, words: str) -> None:
+    image = make_image(1480, layers=1, layer_size=1024, fmt="oci")
+    layout = _layout_with(tmp_path, image, {ca.tag_of(image.digest, "sig"): raw})
+    assert_one_line_error(fastsync("copy", "-q", "--attachments", f"oci:{layout}:1", f"oci:{tmp_path / 'out'}:1"),
+                          f"attachment {ca.tag_of(image.digest, 'sig')} in oci:{layout}", words, code=1)
+
+
+def test_a_referrer_of_another_image_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    image, other = (make_image(s, layers=1, layer_size=1024, fmt="oci") for s in (1481, 1482))
+    good, stray = ca.referrer(image), ca.referrer(other, ca.SPDX, b'{"stray":1}')
+    index = ca.fallback_index([good, stray])
+    layout = _layout_with(tmp_path, image, {ca.tag_of(image.digest): index.manifest})
+    for art in (good, stray):
+        for blob in art.blobs:
+            (layout / "blobs" / "sha256" / blob.digest.split(":")[1]).write_bytes(blob.data)
+        (layout / "blobs" / "sha256" / art.digest.split(":")[1]).write_bytes(art.manifest)
+    out = tmp_path / "out"
+    proc = ok(fastsync("copy", "-q", "--attachments", f"oci:{layout}:1", f"oci:{out}:1"))
+    err = proc.stderr.decode()
+    assert err.count("\n") == 1 and "level=warning" in err
+    assert f"referrer {stray.digest} of {image.digest}" in err and f"its subject is {other.digest}" in err
+    names = {e.get("annotations", {}).get("org.opencontainers.image.ref.name"): e["digest"]
+             for e in json.loads((out / "index.json").read_text())["manifests"]}
+    carried = json.loads((out / "blobs" / "sha256" / names[ca.tag_of(image.digest)].split(":")[1]).read_bytes())
+    assert [e["digest"] for e in carried["manifests"]] == [good.digest]
+
+
+def test_sync_yaml_sets_attachments_per_registry(registry, fresh_registry, signed: Signed, tmp_path: Path) -> None:
+    def sync_yaml(setting: str, dest: str) -> None:
+        cfg = tmp_path / f"{dest}.yaml"
+        cfg.write_text(f"{registry.host}:\n  tls-verify: false\n{setting}  images:\n    {signed.repo}: ['1']\n")
+        ok(fastsync("sync", "-q", "--dest-tls-verify=false", "--no-cache", "-s", "yaml", "-d", "docker", str(cfg),
+                    f"{fresh_registry.host}/{dest}"))
+    name = signed.repo.rsplit("/", 1)[1]
+    sync_yaml("  attachments: false\n", "off")
+    assert fresh_registry.request("GET", f"/v2/off/{name}/tags/list").json()["tags"] == ["1"]
+    sync_yaml("  attachments: [signature]\n", "sigs")
+    assert sorted(fresh_registry.request("GET", f"/v2/sigs/{name}/tags/list").json()["tags"]) == \
+        sorted(["1", ca.tag_of(signed.image.digest, "sig")])
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(f"{registry.host}:\n  attachments: maybe\n  images:\n    {signed.repo}: ['1']\n")
+    assert_one_line_error(fastsync("sync", "-s", "yaml", "-d", "docker", str(cfg), f"{fresh_registry.host}/x"),
+                          "attachments must be true, false or a list of artifact types", code=1)

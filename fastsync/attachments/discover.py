@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 Warn = Callable[[str], None]
 MAX_INDEX_ENTRIES = 10000
+MAX_MANIFEST = 4 << 20        # as the registry client caps them; local layouts are held to it too
 
 
 class AttachmentError(FastsyncError):
@@ -109,6 +110,8 @@ class Reader:
 
 def index_entries(raw: bytes, what: str) -> list[dict[str, Any]]:
     """The `manifests` of an index document, each with a digest and a media type."""
+    if len(raw) > MAX_MANIFEST:
+        raise AttachmentError(f"{what}: {len(raw)} bytes, more than an index may have ({MAX_MANIFEST})")
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -129,6 +132,8 @@ def index_entries(raw: bytes, what: str) -> list[dict[str, Any]]:
 
 
 def _parsed(raw: bytes, mt: str, what: str) -> Any:
+    if len(raw) > MAX_MANIFEST:
+        raise AttachmentError(f"{what}: {len(raw)} bytes, more than a manifest may have ({MAX_MANIFEST})")
     try:
         man = parse_manifest(raw, mt)
     except ManifestError as exc:

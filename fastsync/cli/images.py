@@ -88,10 +88,11 @@ def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_ar
     src_opts, dst_opts = topts(kw, "src-", authfile), topts(kw, "dest-", authfile)
     dst_opts = dataclasses.replace(dst_opts, additional_tags=additional_tags(additional_tag),
                                    oci_accept_uncompressed_layers=bool(dest_oci_accept_uncompressed_layers))
-    from fastsync.cli.render import CopyPrinter
+    from fastsync.cli.render import CopyPrinter, warnings_to
+    from fastsync.progress import fan_out
 
     result = api.copy_image(source, destination, options, src_opts, dst_opts, gopts,
-                            on_event=None if quiet else CopyPrinter(sys.stdout))
+                            on_event=fan_out(None if quiet else CopyPrinter(sys.stdout), warnings_to(sys.stderr)))
     if digestfile:
         with open(digestfile, "w") as f:
             f.write(str(result.digest))

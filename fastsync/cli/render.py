@@ -61,6 +61,17 @@ class CopyPrinter:
             self.out.flush()
 
 
+def warnings_to(err: TextIO) -> Any:
+    """An event sink writing each warning as skopeo's logrus line (`level=warning`), even with -q."""
+    from fastsync.cli.skopeo_log import log_line
+
+    def sink(ev: Event) -> None:
+        if ev.kind == "warning":
+            err.write(log_line("warning", ev.message) + "\n")
+            err.flush()
+    return sink
+
+
 class PerImageReport:
     """CopyPrinter's lines for many images copied at once (sync): each image's block is held until
     that image ends, then written whole, so blocks never interleave."""

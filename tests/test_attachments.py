@@ -194,7 +194,7 @@ def test_resync_costs_no_extra_round_and_sees_a_new_signature(registry, fresh_re
         assert deepest(carried) == deepest(plain) == 2, carried
         probes = sorted((m, p.split("/", 4)[-1]) for _, m, p in carried if p != "/v2/")
         d = ca.tag_of(signed.image.digest)
-        want = [("GET", f"manifests/{d}"), ("GET", f"manifests/{d}"), ("GET", f"referrers/{signed.image.digest}"),
+        want = [("HEAD", f"manifests/{d}"), ("HEAD", f"manifests/{d}"), ("GET", f"referrers/{signed.image.digest}"),
                 ("GET", f"referrers/{signed.image.digest}"), ("HEAD", "manifests/1"), ("HEAD", "manifests/1")] + \
             [("HEAD", f"manifests/{d}.{s}") for s in ("att", "att", "sbom", "sbom", "sig", "sig")]
         assert probes == sorted(want)

@@ -85,27 +85,41 @@ class Reader:
     async def listing(self, subject: Digest, options: AttachmentOptions) -> list[dict[str, Any]]:
         """The referrers of `subject` (index entries) the options want: the registry's referrers API
         and the fallback tag are asked at once (one round); the API's answer wins when it has one."""
-        reg = await self.registry()
-        one_type = options.types[0] if len(options.types) == 1 else None
-        api = asyncio.ensure_future(reg[0].referrers(reg[1], subject, one_type)) if reg is not None else None
+        api = asyncio.ensure_future(self.api_entries(subject, options))
         try:
-            fallback = await self.tag(fallback_tag(subject))
-            answer = await api if api is not None else None
+            fallback = await self.fallback_entries(subject, options)
+            answer = await api
         finally:
-            if api is not None and not api.done():
+            if not api.done():
                 api.cancel()
-        if answer is not None:
-            entries = index_entries(answer[0], f"referrers of {subject} in {self.ref}")
-        elif fallback is not None:
-            entries = index_entries(fallback[0], f"referrers index {fallback_tag(subject)} in {self.ref}")
-        else:
-            return []
-        return [e for e in entries if options.wants(REFERRER, str(e.get("artifactType") or ""))]
+        return answer if answer is not None else fallback or []
+
+    async def api_entries(self, subject: Digest, options: AttachmentOptions) -> Optional[list[dict[str, Any]]]:
+        """What the registry's referrers API lists (None: not a registry, or one without the API)."""
+        reg = await self.registry()
+        if reg is None:
+            return None
+        one_type = options.types[0] if len(options.types) == 1 else None
+        answer = await reg[0].referrers(reg[1], subject, one_type)
+        if answer is None:
+            return None
+        return _wanted(index_entries(answer[0], f"referrers of {subject} in {self.ref}"), options)
+
+    async def fallback_entries(self, subject: Digest, options: AttachmentOptions) -> Optional[list[dict[str, Any]]]:
+        """What the fallback index `sha256-HEX` lists (None: there is none)."""
+        got = await self.tag(fallback_tag(subject))
+        if got is None:
+            return None
+        return _wanted(index_entries(got[0], f"referrers index {fallback_tag(subject)} in {self.ref}"), options)
 
     async def manifest(self, digest: Digest) -> tuple[bytes, str]:
         if self.image is None:
             raise AttachmentError(f"{self.ref}: cannot read manifests by digest here")
         return await self.image.get_manifest(digest)
+
+
+def _wanted(entries: list[dict[str, Any]], options: AttachmentOptions) -> list[dict[str, Any]]:
+    return [e for e in entries if options.wants(REFERRER, str(e.get("artifactType") or ""))]
 
 
 def index_entries(raw: bytes, what: str) -> list[dict[str, Any]]:

@@ -242,7 +242,8 @@ class RegistryClient:
     async def referrers(self, repo: str, digest: Digest, artifact_type: Optional[str] = None
                         ) -> Optional[tuple[bytes, bool]]:
         """The OCI 1.1 referrers API: (the index of manifests whose subject is `digest`, whether the
-        registry applied the `artifactType` filter); None when the registry has no such API (404).
+        registry applied the `artifactType` filter); None when the registry has no such API (404, or
+        405 from one that routes no such path).
         Pages (`Link: rel="next"`) are merged into one index."""
         import json
 
@@ -262,6 +263,10 @@ class RegistryClient:
                 body, link, applied = await self.retried(page)
             except NotFound:
                 return None
+            except RegistryError as exc:      # a registry that routes no such path at all
+                if exc.status == 405:
+                    return None
+                raise
             try:
                 doc = json.loads(body)
                 got = doc["manifests"] if isinstance(doc, dict) else None

@@ -129,6 +129,10 @@ def test_sync_to_a_registry_storage_tree_bundle_and_back_out(registry, fresh_reg
     ok(fastsync("sync", "-q", "--dest-tls-verify=false", "--cache", str(tmp_path / "cache"), "--report", str(again),
                 "-s", "registry-storage", "-d", "docker", f"{restored}:{name}", out))
     assert [i["status"] for i in json.loads(again.read_text())["images"]] == ["up-to-date"]
+    # and verifiable there: the sigstoreSigned policy accepts what came through the bundle
+    policy, regd = _verify_setup(tmp_path, signed.key, f"{registry.host}/{signed.repo}:1")
+    ok(fastsync("--policy", str(policy), "--registries.d", str(regd), "copy", "-q", "--src-tls-verify=false",
+                f"docker://{out}/{name}:1", f"dir:{tmp_path / 'verified'}"))
 
 
 def test_oci_layout_holds_them_and_pushes_them_back(registry, fresh_registry, signed: Signed, tmp_path: Path) -> None:

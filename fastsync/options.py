@@ -52,6 +52,7 @@ class CopyOptions:
     retry_times: int = 0
     blob_concurrency: int = 6
     trust: Optional[Any] = None                # fastsync.trust.copying.Trust; None: no policy, no signatures
+    attachments: Optional[Any] = None          # fastsync.attachments.model.AttachmentOptions; None: none carried
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import click
 
+from fastsync.cli.attachments import attachment_flags, attachment_options
 from fastsync.cli.errors import handle_errors, with_retries
 from fastsync.cli.flags import (additional_tags, apply_deprecated_tls_verify, check_retry_times,
                                 compression_options, deprecated_tls_verify, go_flag, network_flags, platform_of,
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
          "registry has (fastsync always does: recompressed layers are digested before any upload)")
 @click.option("--screds", hidden=True, metavar="USER[:PASS]", help="old spelling of --src-creds")
 @click.option("--dcreds", hidden=True, metavar="USER[:PASS]", help="old spelling of --dest-creds")
+@attachment_flags(default_on=False)
 @deprecated_tls_verify
 @transport_flags("src-", oci=True)
 @transport_flags("dest-", oci=True)
@@ -63,7 +65,8 @@ def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_ar
          encryption_keys: tuple[str, ...], encrypt_layers: tuple[str, ...], decryption_keys: tuple[str, ...],
          additional_tag: tuple[str, ...], dest_oci_accept_uncompressed_layers: Optional[bool],
          dest_precompute_digests: Optional[bool], screds: Optional[str], dcreds: Optional[str],
-         deprecated_tls_verify: Optional[bool], **kw: Any) -> None:
+         deprecated_tls_verify: Optional[bool], attachments: Optional[bool], attachment_types: tuple[str, ...],
+         **kw: Any) -> None:
     """Copy an image from SOURCE to DESTINATION (transport:details names)."""
     from fastsync import api
 
@@ -83,18 +86,21 @@ def copy(ctx: click.Context, source: str, destination: str, all_: bool, multi_ar
     options = CopyOptions(multi_arch="all" if all_ else (multi_arch or "system"), platform=platform_of(ctx),
                           format=fmt, preserve_digests=preserve_digests, retry_times=retry_times,
                           remove_signatures=remove_signatures, trust=trust,
+                          attachments=attachment_options(attachments, attachment_types, default_on=False),
                           **compression_options(dest_compress, dest_decompress, dest_compress_format,
                                                 dest_compress_level))
     gopts = with_network(ctx.obj["global"], retry_times, kw)
     src_opts, dst_opts = topts(kw, "src-", authfile), topts(kw, "dest-", authfile)
     dst_opts = dataclasses.replace(dst_opts, additional_tags=additional_tags(additional_tag),
                                    oci_accept_uncompressed_layers=bool(dest_oci_accept_uncompressed_layers))
-    from fastsync.cli.render import CopyPrinter
+    from fastsync.cli.render import CopyPrinter, warnings_to
+    from fastsync.progress import fan_out
 
     traffic = api.TrafficStats() if stats else None
     try:
         result = api.copy_image(source, destination, options, src_opts, dst_opts, gopts,
-                                on_event=None if quiet else CopyPrinter(sys.stdout), traffic=traffic)
+                                on_event=fan_out(None if quiet else CopyPrinter(sys.stdout), warnings_to(sys.stderr)),
+                                traffic=traffic)
     finally:                      # a failed copy's figures too, before its error line
         if traffic is not None:
             print_stats(traffic.figures(), sys.stderr)

@@ -62,6 +62,17 @@ class CopyPrinter:
             self.out.flush()
 
 
+def warnings_to(err: TextIO) -> Any:
+    """An event sink writing each warning as skopeo's logrus line (`level=warning`), even with -q."""
+    from fastsync.cli.skopeo_log import log_line
+
+    def sink(ev: Event) -> None:
+        if ev.kind == "warning":
+            err.write(log_line("warning", ev.message) + "\n")
+            err.flush()
+    return sink
+
+
 class PerImageReport:
     """CopyPrinter's lines for many images copied at once (sync): each image's block is held until
     that image ends, then written whole, so blocks never interleave."""
@@ -162,7 +173,8 @@ def report(result: "SyncResult", started: float, dry_run: bool = False,
 
     *_transferred: read from the source (downloaded, or read from a local source) and written;
     *_from_cache: written from the local cache (hardlinked, copied or uploaded), nothing read from
-    the source; *_skipped: already at the destination, mounted there, or moved by another image."""
+    the source; *_skipped: already at the destination, mounted there, or moved by another image;
+    attachments: what the copy carried with the image (kind: signature, attestation, sbom, referrer)."""
     images = []
     for r in result.images:
         status = "failed" if r.error else "up-to-date" if r.up_to_date else "planned" if dry_run else "copied"
@@ -171,6 +183,7 @@ def report(result: "SyncResult", started: float, dry_run: bool = False,
                        "bytes_from_cache": r.bytes_cached, "bytes_skipped": r.bytes_reused,
                        "blobs_transferred": r.blobs_copied, "blobs_from_cache": r.blobs_cached,
                        "blobs_skipped": r.blobs_reused, "seconds": round(r.seconds, 3),
+                       "attachments": [{"kind": k, "digest": d} for k, d in r.attachments],
                        "error": r.error or None})
     count = {s: sum(1 for i in images if i["status"] == s) for s in ("copied", "up-to-date", "failed", "planned")}
     doc = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),

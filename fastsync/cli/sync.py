@@ -56,6 +56,7 @@ def register(main: click.Group) -> None:
                                     deprecated_tls_verify, go_flag, network_flags, topts, transport_flags,
                                     with_network)
     from fastsync.cli.stats import print_stats, stats_flag
+    from fastsync.cli.attachments import attachment_flags, attachment_options
     from fastsync.cli.trust import make_trust, signing_flags
 
     @main.command()
@@ -94,6 +95,7 @@ def register(main: click.Group) -> None:
     @go_flag("--dest-decompress", help="store layers uncompressed")
     @click.option("--dest-compress-format", type=click.Choice(["gzip", "zstd"]), help="(re)compress layers")
     @click.option("--dest-compress-level", type=int, metavar="N", help="compression level")
+    @attachment_flags(default_on=True)
     @transport_flags("src-")
     @transport_flags("dest-")
     @deprecated_tls_verify
@@ -107,7 +109,8 @@ def register(main: click.Group) -> None:
              no_cache: bool, report: Optional[str], stats: bool, quiet: bool, dest_compress: bool,
              dest_decompress: bool, dest_compress_format: Optional[str], dest_compress_level: Optional[int],
              sign_by: Optional[str], sigstore_key: Optional[str], sign_passphrase_file: Optional[str],
-             deprecated_tls_verify: Optional[bool], **kw: Any) -> None:
+             deprecated_tls_verify: Optional[bool], attachments: Optional[bool],
+             attachment_types: tuple[str, ...], **kw: Any) -> None:
         """Copy every image of SOURCE to DESTINATION (skopeo sync, plus lists and image-syncer files)."""
         from fastsync.registry.stats import TrafficStats
         from fastsync.sync.inputs import SyncRequest, sync_images
@@ -124,6 +127,7 @@ def register(main: click.Group) -> None:
         copy = CopyOptions(multi_arch="all" if all_ else "system", platform=ctx.obj["platform"], format=fmt,
                            preserve_digests=preserve_digests, remove_signatures=remove_signatures,
                            retry_times=retry_times, blob_concurrency=64, trust=trust,
+                           attachments=attachment_options(attachments, attachment_types, default_on=True),
                            **compression_options(dest_compress, dest_decompress, dest_compress_format,
                                                  dest_compress_level))
         options = SyncOptions(copy, jobs=jobs, keep_going=keep_going, dry_run=dry_run)

@@ -66,6 +66,7 @@ class ImageResult:
     up_to_date: bool = False              # the destination already had this exact manifest
     seconds: float = 0.0
     error: str = ""
+    attachments: tuple[tuple[str, str], ...] = ()   # (kind, digest) of each attachment carried
 
     def count(self, nbytes: int, how: str) -> None:
         if how == SOURCE:
@@ -88,6 +89,7 @@ class _Image:
         self.signed = signed           # signatures travel with it: its manifests are never rewritten
         self.probed = probed
         self.transfers: set[Transfer[Any]] = set()
+        self.written: dict[Digest, Digest] = {}      # source manifest -> its digest at the destination
 
     async def dst_digest(self) -> Optional[Digest]:
         """The digest the destination's tag points at (as probed before the copy, when it was)."""
@@ -107,17 +109,21 @@ class Job:
         # repositories that hold it since: later destinations mount from those or read the store
         self._leaders: dict[Digest, asyncio.Future[Moved]] = {}
         self._placed: dict[Digest, list] = {}
+        self._carrier: Any = None
 
     async def copy(self, src_ref: ImageReference, dst_ref: ImageReference,
                    src_opts: TransportOptions = TransportOptions(),
-                   dst_opts: TransportOptions = TransportOptions(), probed: Optional[Probed] = None) -> ImageResult:
-        """Copy one image; `probed`: the destination's tag as the caller just read it."""
+                   dst_opts: TransportOptions = TransportOptions(), probed: Optional[Probed] = None,
+                   attachments: Any = None) -> ImageResult:
+        """Copy one image; `probed`: the destination's tag as the caller just read it; `attachments`
+        (AttachmentOptions) overrides the options' for this image."""
         res = ImageResult(str(src_ref), str(dst_ref))
+        attachments = attachments if attachments is not None else self.options.attachments
         t0 = time.monotonic()
         name = f"{src_ref} -> {dst_ref}"
         self.emit(Event("image-start", name))
         try:
-            await self._copy(src_ref, dst_ref, src_opts, dst_opts, res, probed)
+            await self._copy(src_ref, dst_ref, src_opts, dst_opts, res, probed, attachments)
         except OSError as exc:
             if not no_space(exc):
                 raise
@@ -129,7 +135,8 @@ class Job:
         return res
 
     async def _copy(self, src_ref: ImageReference, dst_ref: ImageReference, src_opts: TransportOptions,
-                    dst_opts: TransportOptions, res: ImageResult, probed: Optional[Probed]) -> None:
+                    dst_opts: TransportOptions, res: ImageResult, probed: Optional[Probed],
+                    attachments: Any) -> None:
         src = await src_ref.open_source(self.session, src_opts)
         try:
             trust = self.options.trust      # fastsync.trust.copying.Trust: policy and signatures
@@ -139,6 +146,10 @@ class Job:
             img = _Image(src, dst, res, signed=bool(trust and trust.carries_signatures(carried)), probed=probed)
             try:
                 final = await self._copy_top(img)
+                if attachments is not None and attachments.enabled:
+                    atts = await self._attachments().carry(attachments, src_ref, src, src_opts, dst_ref, dst,
+                                                           dst_opts, img.written, lambda d: self._blob(img, d))
+                    res.attachments = tuple((a.kind, str(a.digest)) for a in atts)
                 if trust:
                     await trust.put_signatures(self.session, dst_ref, dst, final, carried)
                 if not res.up_to_date:
@@ -153,6 +164,14 @@ class Job:
                 await dst.close()
         finally:
             await src.close()
+
+    def _attachments(self) -> Any:
+        """The job's attachment carrier (fastsync.attachments), made when a copy first carries them."""
+        if self._carrier is None:
+            from fastsync.attachments.carry import Carrier
+
+            self._carrier = Carrier(self.session, lambda msg: self.emit(Event("warning", message=msg)))
+        return self._carrier
 
     # ---- manifests ----------------------------------------------------------------------------
 
@@ -169,12 +188,14 @@ class Job:
             if target != top.media_type:
                 raise Unsupported("--multi-arch index-only cannot convert the index format")
             await img.dst.put_manifest(top)
+            img.written[top.digest] = top.digest
             return top
         if not img.dst.capabilities.supports_index:
             raise Unsupported(f"{img.dst.reference}: this destination cannot store a multi-image index; "
                               "omit --all to copy one platform")
         if target == top.media_type and await img.dst_digest() == top.digest:
             img.res.up_to_date = True
+            img.written.update({d.digest: d.digest for d in (top, *top.manifests)})
             return top
         self.emit(Event("list-start", f"{img.res.source} -> {img.res.destination}", str(top.digest), len(top.manifests),
                         digests=tuple(str(d.digest) for d in top.manifests)))
@@ -183,6 +204,7 @@ class Job:
                                  index_target(target, children))
         check_preserved(top, final, self.options)
         await img.dst.put_manifest(final)
+        img.written[top.digest] = final.digest
         self.emit(Event("list-written", f"{img.res.source} -> {img.res.destination}", str(top.digest)))
         return final
 
@@ -197,6 +219,7 @@ class Job:
         self.emit(Event("manifest-start", f"{img.res.source} -> {img.res.destination}", str(man.digest), message=config,
                         digests=tuple(str(d.digest) for d in man.layers)))
         final = await self._copy_manifest(img, man, instance)
+        img.written[man.digest] = final.digest
         self.emit(Event("manifest-written", f"{img.res.source} -> {img.res.destination}", str(man.digest), message=config))
         return final
 

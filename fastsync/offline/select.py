@@ -1,4 +1,5 @@
 """Select images from a pool storage tree into a new tree, by hardlink (a release's bundle for ~no I/O).
+Each image's attachments (cosign tags, referrers and their fallback index) come along.
 
 The new tree's blob and manifest files are the pool's inodes; only the small link files are new.
 Blobs are taken from the pool without re-hashing them (the pool is trusted as the registry trusts
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Iterable, Optional, Sequence
 
+from fastsync.attachments.model import ATTACHMENT_TAG, AttachmentOptions
 from fastsync.engine.job import ImageResult, Job
 from fastsync.errors import FastsyncError, InvalidReference, UsageError
 from fastsync.options import CopyOptions, GlobalOptions
@@ -57,13 +59,15 @@ async def select_images_async(session: Session, pool: str, out: str, images: Seq
     """Build (or add to) the storage tree `out` holding `images` (every image of the pool when empty)."""
     if not Layout(pool).exists():
         raise FastsyncError(f"pool {pool} is not a registry storage root (no {V2})")
-    names = list(images) or [f"{n}:{t}" for n, t in Layout(pool).images()]
+    # attachments (cosign tags, referrers indexes) travel with their images, not as images
+    names = list(images) or [f"{n}:{t}" for n, t in Layout(pool).images() if not ATTACHMENT_TAG.match(t)]
     if not names:
         raise FastsyncError(f"pool {pool} holds no tagged images")
     pairs = selection(pool, out, names)
     if Layout(out).root == Layout(pool).root:
         raise InvalidReference(f"the output tree {out} is the pool itself")
-    job = Job(session, CopyOptions(multi_arch="all", preserve_digests=True), on_event)
+    job = Job(session, CopyOptions(multi_arch="all", preserve_digests=True, attachments=AttachmentOptions()),
+              on_event)
     sem = asyncio.Semaphore(max(1, concurrency))
 
     async def one(src: StorageImageReference, dst: StorageImageReference) -> ImageResult:

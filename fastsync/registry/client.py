@@ -253,13 +253,59 @@ class RegistryClient:
 
     async def put_manifest(self, repo: str, ref: str, raw: bytes, media_type: str) -> Optional[str]:
         """PUT a manifest, again after a transient failure (the bytes are replayable); a registry
-        refusing it (400, 403...) fails at once with its message."""
-        async def once() -> Optional[str]:
+        refusing it (400, 403...) fails at once with its message. Returns Docker-Content-Digest."""
+        return (await self.put_manifest_headers(repo, ref, raw, media_type)).get("docker-content-digest")
+
+    async def put_manifest_headers(self, repo: str, ref: str, raw: bytes, media_type: str) -> dict[str, str]:
+        """`put_manifest`, answering the response's headers, names in lower case (a referrer's PUT:
+        `oci-subject`)."""
+        async def once() -> dict[str, str]:
             async with self.request("PUT", f"/v2/{repo}/manifests/{ref}", (push(repo),), data=raw,
                                     headers={"Content-Type": media_type}, ok=(200, 201, 202),
                                     what=f"writing manifest {ref} to {self.host}/{repo}") as resp:
-                return resp.headers.get("Docker-Content-Digest")
+                return {k.lower(): v for k, v in resp.headers.items()}
         return await self.retried(once)
+
+    async def referrers(self, repo: str, digest: Digest, artifact_type: Optional[str] = None
+                        ) -> Optional[tuple[bytes, bool]]:
+        """The OCI 1.1 referrers API: (the index of manifests whose subject is `digest`, whether the
+        registry applied the `artifactType` filter); None when the registry has no such API (404, or
+        405 from one that routes no such path).
+        Pages (`Link: rel="next"`) are merged into one index."""
+        import json
+
+        what = f"listing referrers of {digest} in {self.host}/{repo}"
+        path: Optional[str] = f"/v2/{repo}/referrers/{digest}" + \
+            (f"?{urlencode({'artifactType': artifact_type})}" if artifact_type else "")
+        entries: list[Any] = []
+        filtered = True
+        while path:
+            async def page(path: str = path) -> tuple[bytes, str, bool]:
+                async with self.request("GET", path, (pull(repo),), headers={"Accept": m.OCI_INDEX},
+                                        what=what) as resp:
+                    body = await read_capped(resp, MAX_MANIFEST, what, self.describe)
+                    applied = "artifacttype" in resp.headers.get("OCI-Filters-Applied", "").lower()
+                    return body, resp.headers.get("Link", ""), applied
+            try:
+                body, link, applied = await self.retried(page)
+            except NotFound:
+                return None
+            except RegistryError as exc:      # a registry that routes no such path at all
+                if exc.status == 405:
+                    return None
+                raise
+            try:
+                doc = json.loads(body)
+                got = doc["manifests"] if isinstance(doc, dict) else None
+                if not isinstance(got, list):
+                    raise ValueError("no manifests list")
+            except (ValueError, KeyError) as exc:
+                raise RegistryError(f"{what}: the answer is not an OCI index: {exc}") from None
+            entries.extend(got)
+            filtered = filtered and applied
+            path = next_link(link, self.base or "")
+        doc = {"schemaVersion": 2, "mediaType": m.OCI_INDEX, "manifests": entries}
+        return json.dumps(doc, separators=(",", ":")).encode(), bool(artifact_type) and filtered
 
     async def delete_manifest(self, repo: str, digest: Digest) -> None:
         async def once() -> None:

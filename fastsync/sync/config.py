@@ -87,23 +87,25 @@ async def yaml_source(session: Session, inp: SyncInput) -> list[SourceImage]:
         if not isinstance(cfg, dict):
             raise UsageError(f"{where}: expected a mapping")
         opts = _registry_options(cfg, inp.src_opts, where)
+        atts = _attachments(cfg, where)
         for name, refs in _mapping(cfg, "images", where).items():
             repo = _repo(str(registry), str(name))
             if refs is None or refs == []:
-                jobs.append(_tags_job(session, repo, opts, None, inp))
+                jobs.append(_tags_job(session, repo, opts, None, inp, atts))
                 continue
             if not isinstance(refs, list):
                 raise UsageError(f"{where}: images.{name} must be a list of tags or digests")
-            jobs.append(_fixed_job([_tag_or_digest(repo, str(r), where) for r in refs], opts))
+            jobs.append(_fixed_job([_tag_or_digest(repo, str(r), where) for r in refs], opts, atts))
         for name, pattern in _mapping(cfg, "images-by-tag-regex", where).items():
             try:
                 rx = re.compile(str(pattern))
             except re.error as exc:
                 raise UsageError(f"{where}: images-by-tag-regex.{name}: {exc}") from None
-            jobs.append(_tags_job(session, _repo(str(registry), str(name)), opts, lambda t, rx=rx: bool(rx.search(t)), inp))
+            jobs.append(_tags_job(session, _repo(str(registry), str(name)), opts, lambda t, rx=rx: bool(rx.search(t)),
+                                  inp, atts))
         for name, constraint in _mapping(cfg, "images-by-semver", where).items():
             check = semver_constraint(str(constraint))
-            jobs.append(_tags_job(session, _repo(str(registry), str(name)), opts, check, inp))
+            jobs.append(_tags_job(session, _repo(str(registry), str(name)), opts, check, inp, atts))
     groups = await asyncio.gather(*(j() for j in jobs))
     return [img for g in groups for img in g]
 
@@ -117,14 +119,28 @@ def _tag_or_digest(repo: DockerReference, ref: str, where: str) -> DockerReferen
         raise UsageError(f"{where}: {repo.name}: bad tag or digest {ref!r}: {exc}") from None
 
 
-def _fixed_job(refs: list[DockerReference], opts: TransportOptions) -> Callable[[], Any]:
+def _attachments(cfg: dict, where: str) -> Any:
+    """A registry's `attachments:` (fastsync only): true, false, or a list of artifact types/kinds."""
+    if "attachments" not in cfg:
+        return None
+    from fastsync.attachments.model import AttachmentOptions
+
+    value = cfg["attachments"]
+    if isinstance(value, bool):
+        return AttachmentOptions(enabled=value)
+    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+        return AttachmentOptions(types=tuple(value))
+    raise UsageError(f"{where}: attachments must be true, false or a list of artifact types")
+
+
+def _fixed_job(refs: list[DockerReference], opts: TransportOptions, atts: Any = None) -> Callable[[], Any]:
     async def run() -> list[SourceImage]:
-        return [SourceImage(docker_image(r), opts, str(r)) for r in refs]
+        return [SourceImage(docker_image(r), opts, str(r), attachments=atts) for r in refs]
     return run
 
 
 def _tags_job(session: Session, repo: DockerReference, opts: TransportOptions,
-              keep: Optional[Callable[[str], bool]], inp: SyncInput) -> Callable[[], Any]:
+              keep: Optional[Callable[[str], bool]], inp: SyncInput, atts: Any = None) -> Callable[[], Any]:
     async def run() -> list[SourceImage]:
         try:
             refs = await repository_images(session, repo, opts)
@@ -133,7 +149,8 @@ def _tags_job(session: Session, repo: DockerReference, opts: TransportOptions,
                 raise FastsyncError(f"Error determining repository tags for repo {repo.name}: {exc}") from None
             inp.warnings.append(f"skipping {repo.name}: {exc}")
             return []
-        return [SourceImage(docker_image(r), opts, str(r)) for r in refs if keep is None or keep(r.tag or "")]
+        return [SourceImage(docker_image(r), opts, str(r), attachments=atts) for r in refs
+                if keep is None or keep(r.tag or "")]
     return run
 
 

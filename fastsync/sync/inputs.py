@@ -207,7 +207,7 @@ async def resolve(session: Session, src_kind: str, dest_kind: str, inp: SyncInpu
     inp = dataclasses.replace(inp, destination=dest.destination(inp.destination))
     if src_kind == "dir" and dest.local and dest_kind == "dir":
         raise UsageError("sync from 'dir' to 'dir' not implemented, consider using rsync instead")
-    images = await source(session, inp)
+    images = [img for img in await source(session, inp) if not _attachment_tag(img, inp)]
     items: list[SyncItem] = []
     by_dest: dict[str, str] = {}
     for img in images:
@@ -220,8 +220,19 @@ async def resolve(session: Session, src_kind: str, dest_kind: str, inp: SyncInpu
             raise UsageError(f"{by_dest[key]} and {src} would both be written to {key} (use --scoped)")
         by_dest[key] = src
         opts = dest_options(ref, inp)
-        items.append(SyncItem(img.ref, ref, img.opts, opts, dest.probe(ref, opts)))
+        items.append(SyncItem(img.ref, ref, img.opts, opts, dest.probe(ref, opts), img.attachments))
     return items
+
+
+def _attachment_tag(img: SourceImage, inp: SyncInput) -> bool:
+    """A cosign or referrers-index tag, when attachments travel with their images (not as images)."""
+    from fastsync.attachments.model import ATTACHMENT_TAG
+
+    atts = img.attachments if img.attachments is not None else inp.options.copy.attachments
+    dref = img.ref.docker_reference
+    last = img.suffix.rsplit("/", 1)[-1]
+    tag = dref.tag if dref is not None else (last.rsplit(":", 1)[1] if ":" in last else None)
+    return bool(atts is not None and atts.enabled and tag and ATTACHMENT_TAG.match(tag))
 
 
 def dest_options(ref: ImageReference, inp: SyncInput) -> TransportOptions:

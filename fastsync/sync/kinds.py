@@ -3,7 +3,7 @@ and what a destination kind is; plus the docker helpers every registry-backed so
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 from fastsync.errors import InvalidReference
 from fastsync.options import TransportOptions
@@ -50,6 +50,7 @@ class SourceImage:
     suffix: str                       # skopeo's destination suffix (the --scoped form)
     plain: Optional[str] = None       # the unscoped suffix, when not the last element of `suffix`
     dest: Optional[str] = None        # an explicit destination name (image-syncer), no suffix logic
+    attachments: Optional[Any] = None  # AttachmentOptions of its registry (YAML `attachments:`); None: the job's
 
 
 class SourceKind(Protocol):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 from fastsync import manifest as mf
 from fastsync.engine.job import Probed
@@ -34,6 +34,7 @@ class SyncItem:
     src_opts: TransportOptions = TransportOptions()
     dst_opts: TransportOptions = TransportOptions()
     probe: Optional[Probe] = field(default=None, compare=False)
+    attachments: Optional[Any] = None     # AttachmentOptions for this image (YAML, per registry); None: the job's
 
     @property
     def name(self) -> str:
@@ -61,6 +62,12 @@ class PlannedImage:
     probed: Optional[Probed] = None           # what the destination held when planned (None: unknown)
 
 
+def attachments_of(item: SyncItem, copy: CopyOptions) -> Optional[Any]:
+    """The attachments an item's copy carries (its own setting, else the job's); None: none."""
+    atts = item.attachments if item.attachments is not None else copy.attachments
+    return atts if atts is not None and atts.enabled else None
+
+
 # ---- a source whose manifests were read while planning --------------------------------------------
 
 class PlannedReference(ImageReference):
@@ -86,6 +93,9 @@ class PlannedReference(ImageReference):
     @property
     def local_path(self) -> Optional[str]:
         return self.inner.local_path
+
+    def with_tag(self, tag: str) -> Optional[ImageReference]:
+        return self.inner.with_tag(tag)
 
     async def open_source(self, session: Session, opts: TransportOptions) -> ImageSource:
         return RememberedSource(await self.inner.open_source(session, opts), self.manifests)
@@ -135,6 +145,11 @@ class Planner:
         as_is = as_is and not getattr(copy.trust, "needs_every_image", False)
         probe = asyncio.ensure_future(item.probe(self.session)) \
             if item.probe is not None and as_is and copy.multi_arch != "index-only" else None
+        atts = attachments_of(item, copy)
+        known = self._known(item) if probe is not None and atts is not None else None
+        # the destination's attachments are asked for with its manifest, for the digest last seen
+        att_probe = asyncio.ensure_future(self._attachments_in_step(item, known, atts)) \
+            if known is not None else None
         try:
             src = await item.source.open_source(self.session, item.src_opts)
             try:
@@ -161,10 +176,29 @@ class Planner:
                 except FastsyncError:
                     p.probed = None        # unreachable or no rights to look: the copy will say why
                 p.up_to_date = p.probed is not None and p.probed.digest == p.digest
+            if p.up_to_date and atts is not None:
+                assert p.digest is not None
+                in_step = await att_probe if att_probe is not None and known == p.digest else \
+                    await self._attachments_in_step(item, p.digest, atts)
+                p.up_to_date = in_step
         finally:
-            if probe is not None and not probe.done():
-                probe.cancel()
-                await asyncio.gather(probe, return_exceptions=True)
+            for task in (probe, att_probe):
+                if task is not None and not task.done():
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+
+    def _known(self, item: SyncItem) -> Optional[Digest]:
+        """The source's digest before it is read: pinned by the name, or what the store saw last."""
+        dref = item.source.docker_reference
+        if dref is not None and dref.digest is not None:
+            return dref.digest
+        known = self.store.recall(str(item.source)) if self.store is not None else None
+        return known.digest if known is not None else None
+
+    async def _attachments_in_step(self, item: SyncItem, digest: Digest, atts: Any) -> bool:
+        from fastsync.attachments.probe import in_step
+
+        return await in_step(self.session, item.source, item.src_opts, item.destination, item.dst_opts, digest, atts)
 
     async def _top(self, item: SyncItem, src: ImageSource) -> tuple[bytes, str]:
         """The source's top manifest; a registry tag whose HEAD matches the remembered digest is read

@@ -78,7 +78,8 @@ async def _copy_all(session: Session, plan: list[PlannedImage], results: dict[in
             item = p.item
             try:
                 results[i] = await job.copy(PlannedReference(item.source, p.manifests), item.destination,
-                                            item.src_opts, item.dst_opts, probed=p.probed)
+                                            item.src_opts, item.dst_opts, probed=p.probed,
+                                            attachments=item.attachments)
             except (FastsyncError, OSError) as exc:
                 msg = str(exc) if isinstance(exc, FastsyncError) else \
                     f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")

@@ -65,6 +65,12 @@ class ImageReference(ABC):
     @abstractmethod
     async def open_destination(self, session: "Session", opts: "TransportOptions") -> "ImageDestination": ...
 
+    def with_tag(self, tag: str) -> Optional["ImageReference"]:
+        """The image tagged `tag` beside this one (same repository or layout): where attachments
+        (signatures, SBOMs, the referrers fallback index) live; None when the transport has no such
+        place."""
+        return None
+
     async def delete(self, session: "Session", opts: "TransportOptions") -> None:
         raise Unsupported(f"deleting images is not supported by the {self.transport}: transport")
 

@@ -55,6 +55,9 @@ class DockerImageReference(ImageReference):
     def remote_host(self) -> str:
         return self.ref.registry
 
+    def with_tag(self, tag: str) -> "DockerImageReference":
+        return DockerImageReference(self.ref.with_digest(None).with_tag(tag))
+
     def client(self, session: "Session", opts: "TransportOptions") -> "RegistryClient":
         return session.registry(self.ref.registry, opts)
 

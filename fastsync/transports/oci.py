@@ -85,6 +85,9 @@ class PathRefReference(ImageReference):
 class OCIImageReference(PathRefReference):
     transport = "oci"
 
+    def with_tag(self, tag: str) -> "OCIImageReference":
+        return OCIImageReference(self.path, tag)
+
     def blob_path(self, digest: Digest, shared_blob_dir: Optional[str] = None) -> str:
         """Where a blob lives: the layout's blobs/<alg>/<hex>, or <alg>/<hex> under a shared blob
         directory (skopeo's --shared-blob-dir, as containers/image's blobPath)."""

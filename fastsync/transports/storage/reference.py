@@ -78,6 +78,10 @@ class StorageImageReference(ImageReference):
             return self.root
         return f"{self.root}:{self.name}" + (f"@{self.digest}" if self.digest else f":{self.tag}")
 
+    def with_tag(self, tag: str) -> Optional["StorageImageReference"]:
+        return StorageImageReference(self.root, self.name, tag, pool=self.pool.root if self.pool else None) \
+            if self.name else None
+
     def _need_name(self, what: str) -> str:
         if not self.name:
             raise InvalidReference(f"{self}: name the image to {what} as {SPELLING}")

@@ -1,0 +1,215 @@
+"""Finding attachments at one end: cosign's tags, and referrers by the API or the fallback index.
+
+A `Reader` reads through the generic transport interfaces: `ImageReference.with_tag` names the tags
+beside the image (a registry repository, an OCI layout, a registry-storage repository), an opened
+`ImageSource` reads manifests by digest, and a registry's client answers the referrers API. One level
+of discovery is one round of concurrent requests; `discover` walks MAX_DEPTH levels (a signature of
+an SBOM is level 2).
+
+Malformed input, decided per case: a cosign tag or referrers index that is not a manifest (bad JSON,
+wrong type) or is too large is an error that names it (the registry client caps manifests at 4 MiB);
+a referrer whose `subject` is not the image, or that is an index, is skipped with a warning (another
+writer's mistake must not stop a mirror).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from fastsync import model as m
+from fastsync.attachments.model import (COSIGN_SUFFIXES, MAX_DEPTH, REFERRER, Attachment, AttachmentOptions,
+                                        artifact_type, cosign_tag, fallback_tag, is_manifest)
+from fastsync.errors import FastsyncError, ManifestError, NotFound
+from fastsync.manifest import manifest_digest, parse_manifest
+from fastsync.model import Digest
+
+if TYPE_CHECKING:
+    from fastsync.options import TransportOptions
+    from fastsync.registry.client import RegistryClient
+    from fastsync.session import Session
+    from fastsync.transports.base import ImageReference, ImageSource
+
+Warn = Callable[[str], None]
+MAX_INDEX_ENTRIES = 10000
+MAX_MANIFEST = 4 << 20        # as the registry client caps them; local layouts are held to it too
+
+
+class AttachmentError(FastsyncError):
+    """An attachment (cosign tag, referrers index) is unusable."""
+
+
+class Reader:
+    """Reads attachments beside `ref`; `image` (its opened source) reads manifests by digest."""
+
+    def __init__(self, session: "Session", ref: "ImageReference", opts: "TransportOptions",
+                 image: Optional["ImageSource"] = None) -> None:
+        self.session, self.ref, self.opts, self.image = session, ref, opts, image
+        self._registry: Optional[tuple["RegistryClient", str]] = None
+
+    async def registry(self) -> Optional[tuple["RegistryClient", str]]:
+        """(client, repository) when the image lives in a registry (opening a network source does no I/O)."""
+        if self._registry is None and self.image is not None:
+            self._registry = self.image.registry_repository()
+        if self._registry is None and self.ref.remote_host is not None:
+            tagged = self.ref.with_tag("latest")
+            if tagged is not None:
+                self._registry = (await tagged.open_source(self.session, self.opts)).registry_repository()
+        return self._registry
+
+    async def tag(self, tag: str) -> Optional[tuple[bytes, str]]:
+        """The manifest tagged `tag` beside the image, or None."""
+        ref = self.ref.with_tag(tag)
+        if ref is None:
+            return None
+        try:
+            src = await ref.open_source(self.session, self.opts)
+        except NotFound:
+            return None
+        try:
+            return await src.get_manifest()
+        except NotFound:
+            return None
+        finally:
+            await src.close()
+
+    async def head(self, tag: str) -> Optional[Digest]:
+        """The digest tagged `tag`, by HEAD where the image is in a registry."""
+        reg = await self.registry()
+        if reg is not None:
+            client, repo = reg
+            return await client.head_manifest(repo, tag)
+        got = await self.tag(tag)
+        return manifest_digest(got[0]) if got is not None else None
+
+    async def listing(self, subject: Digest, options: AttachmentOptions) -> list[dict[str, Any]]:
+        """The referrers of `subject` (index entries) the options want: the registry's referrers API
+        and the fallback tag are asked at once (one round); the API's answer wins when it has one."""
+        api = asyncio.ensure_future(self.api_entries(subject, options))
+        try:
+            fallback = await self.fallback_entries(subject, options)
+            answer = await api
+        finally:
+            if not api.done():
+                api.cancel()
+        return answer if answer is not None else fallback or []
+
+    async def api_entries(self, subject: Digest, options: AttachmentOptions) -> Optional[list[dict[str, Any]]]:
+        """What the registry's referrers API lists (None: not a registry, or one without the API)."""
+        reg = await self.registry()
+        if reg is None:
+            return None
+        one_type = options.types[0] if len(options.types) == 1 else None
+        answer = await reg[0].referrers(reg[1], subject, one_type)
+        if answer is None:
+            return None
+        return _wanted(index_entries(answer[0], f"referrers of {subject} in {self.ref}"), options)
+
+    async def fallback_entries(self, subject: Digest, options: AttachmentOptions) -> Optional[list[dict[str, Any]]]:
+        """What the fallback index `sha256-HEX` lists (None: there is none)."""
+        got = await self.tag(fallback_tag(subject))
+        if got is None:
+            return None
+        return _wanted(index_entries(got[0], f"referrers index {fallback_tag(subject)} in {self.ref}"), options)
+
+    async def manifest(self, digest: Digest) -> tuple[bytes, str]:
+        if self.image is None:
+            raise AttachmentError(f"{self.ref}: cannot read manifests by digest here")
+        return await self.image.get_manifest(digest)
+
+
+def _wanted(entries: list[dict[str, Any]], options: AttachmentOptions) -> list[dict[str, Any]]:
+    return [e for e in entries if options.wants(REFERRER, str(e.get("artifactType") or ""))]
+
+
+def index_entries(raw: bytes, what: str) -> list[dict[str, Any]]:
+    """The `manifests` of an index document, each with a digest and a media type."""
+    if len(raw) > MAX_MANIFEST:
+        raise AttachmentError(f"{what}: {len(raw)} bytes, more than an index may have ({MAX_MANIFEST})")
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise AttachmentError(f"{what}: not valid JSON: {exc}") from None
+    entries = doc.get("manifests") if isinstance(doc, dict) else None
+    if not isinstance(entries, list) or len(entries) > MAX_INDEX_ENTRIES:
+        raise AttachmentError(f"{what}: not an OCI index (a list of at most {MAX_INDEX_ENTRIES} manifests)")
+    out = []
+    for e in entries:
+        try:
+            if not isinstance(e, dict) or not isinstance(e.get("mediaType"), str):
+                raise ValueError("no mediaType")
+            Digest.parse(str(e.get("digest")))
+        except (FastsyncError, ValueError) as exc:
+            raise AttachmentError(f"{what}: malformed entry {e!r}: {exc}") from None
+        out.append(e)
+    return out
+
+
+def _parsed(raw: bytes, mt: str, what: str) -> Any:
+    if len(raw) > MAX_MANIFEST:
+        raise AttachmentError(f"{what}: {len(raw)} bytes, more than a manifest may have ({MAX_MANIFEST})")
+    try:
+        man = parse_manifest(raw, mt)
+    except ManifestError as exc:
+        raise AttachmentError(f"{what}: {exc}") from None
+    if not is_manifest(man.media_type):
+        raise AttachmentError(f"{what}: {man.media_type} is not an image manifest")
+    return man
+
+
+async def _cosign(reader: Reader, subject: Digest, suffix: str, kind: str, depth: int) -> Optional[Attachment]:
+    tag = cosign_tag(subject, suffix)
+    got = await reader.tag(tag)
+    if got is None:
+        return None
+    man = _parsed(got[0], got[1], f"attachment {tag} in {reader.ref}")
+    return Attachment(kind, man.digest, man.media_type, artifact_type(man.doc), subject, man.raw, tag, depth)
+
+
+async def _referrer(reader: Reader, subject: Digest, entry: dict[str, Any], depth: int,
+                    warn: Warn) -> Optional[Attachment]:
+    digest = Digest.parse(entry["digest"])
+    what = f"referrer {digest} of {subject} in {reader.ref}"
+    if entry["mediaType"] in m.INDEX_TYPES:
+        warn(f"{what}: an index referrer is not carried; skipped")
+        return None
+    raw, mt = await reader.manifest(digest)
+    man = _parsed(raw, mt or entry["mediaType"], what)
+    named = man.doc.get("subject")
+    if not isinstance(named, dict) or named.get("digest") != str(subject):
+        warn(f"{what}: its subject is {named.get('digest') if isinstance(named, dict) else 'missing'}, "
+             "not the image; skipped")
+        return None
+    return Attachment(REFERRER, man.digest, man.media_type, str(entry.get("artifactType") or artifact_type(man.doc)),
+                      subject, man.raw, None, depth)
+
+
+async def level(reader: Reader, subject: Digest, options: AttachmentOptions, warn: Warn,
+                depth: int = 1) -> list[Attachment]:
+    """The attachments of `subject` itself: cosign tags and referrers, asked for at once."""
+    wanted = options if depth == 1 else AttachmentOptions()     # what a carried attachment has travels too
+    cosign = [_cosign(reader, subject, suffix, kind, depth) for suffix, kind in COSIGN_SUFFIXES
+              if wanted.wants(kind, "")]
+    got = await asyncio.gather(reader.listing(subject, wanted), *cosign)
+    entries, tagged = got[0], [a for a in got[1:] if a is not None and wanted.wants(a.kind, a.artifact_type)]
+    refs = await asyncio.gather(*(_referrer(reader, subject, e, depth, warn) for e in entries))
+    return tagged + [a for a in refs if a is not None]
+
+
+async def discover(reader: Reader, subject: Digest, options: AttachmentOptions, warn: Warn) -> list[Attachment]:
+    """Every attachment of `subject`, level by level (parents before their own attachments)."""
+    out: list[Attachment] = []
+    seen = {subject}
+    todo = [subject]
+    for depth in range(1, MAX_DEPTH + 1):
+        found = await asyncio.gather(*(level(reader, d, options, warn, depth) for d in todo))
+        todo = []
+        for atts in found:
+            for a in atts:
+                if a.digest not in seen:
+                    seen.add(a.digest)
+                    out.append(a)
+                    todo.append(a.digest)
+        if not todo:
+            break
+    return out

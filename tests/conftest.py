@@ -31,6 +31,7 @@ from typing import Callable, Iterator
 import pytest
 
 from support import images
+from support.faultproxy import FaultProxy
 from support.proxy import RedirectCapture, TamperProxy
 from support.registry import Registry
 from support.tokenserver import TokenServer
@@ -174,3 +175,16 @@ def dir_of(tmp_path: Path) -> Callable[[images.SampleImage], Path]:
         images.write_dir(image, path)
         return path
     return write
+
+
+# fault proxies in front of the module's own `source` registry and of a fresh destination
+@pytest.fixture
+def src_proxy(source: Registry) -> Iterator[FaultProxy]:
+    with FaultProxy(source.url) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def dst_proxy(fresh_registry: Registry) -> Iterator[FaultProxy]:
+    with FaultProxy(fresh_registry.url) as proxy:
+        yield proxy

@@ -5,6 +5,7 @@ stream."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 import math
 
 import pytest
@@ -86,16 +87,24 @@ def small_parts(monkeypatch: pytest.MonkeyPatch) -> int:
     return 8192
 
 
-def test_big_blobs_are_fetched_in_parallel_ranges_and_verified(small_parts: int, seeded_registry: Registry,
-                                                               fresh_registry: Registry) -> None:
+def _sync_v2s2(seeded_registry: Registry, fresh_registry: Registry) -> tuple[Any, dict[str, list[Any]]]:
+    """Sync the sample v2s2 image through a recording proxy; check it arrived whole; the source GETs
+    of each layer, by digest."""
     image = images.sample_set()["v2s2"]
     with TamperProxy(seeded_registry.url) as src:
         results = _sync([(f"{src.host}/samples/v2s2:latest", f"{fresh_registry.host}/m/v2s2:latest")])
         seen = list(src.requests)
     assert results[0].error == ""
     assert _digest_at(fresh_registry, "m/v2s2", "latest", image.media_type) == image.digest
+    return image, {layer.digest: [r for r in seen if r.method == "GET" and r.path.endswith(layer.digest)]
+                   for layer in image.layers}
+
+
+def test_big_blobs_are_fetched_in_parallel_ranges_and_verified(small_parts: int, seeded_registry: Registry,
+                                                               fresh_registry: Registry) -> None:
+    image, layer_gets = _sync_v2s2(seeded_registry, fresh_registry)
     for layer in image.layers:
-        gets = [r for r in seen if r.method == "GET" and r.path.endswith(layer.digest)]
+        gets = layer_gets[layer.digest]
         want = [f"bytes={s}-{min(s + small_parts, layer.size) - 1}" for s in range(0, layer.size, small_parts)]
         assert sorted(r.headers.get("Range", "") for r in gets) == sorted(want)
         assert {r.status for r in gets} == {206} and len(gets) == math.ceil(layer.size / small_parts)
@@ -104,14 +113,9 @@ def test_big_blobs_are_fetched_in_parallel_ranges_and_verified(small_parts: int,
 def test_a_fast_source_sends_the_rest_in_one_more_get(small_parts: int, monkeypatch: pytest.MonkeyPatch,
                                                      seeded_registry: Registry, fresh_registry: Registry) -> None:
     monkeypatch.setattr(ranged, "FAST", 0.0)
-    image = images.sample_set()["v2s2"]
-    with TamperProxy(seeded_registry.url) as src:
-        results = _sync([(f"{src.host}/samples/v2s2:latest", f"{fresh_registry.host}/m/v2s2:latest")])
-        seen = list(src.requests)
-    assert results[0].error == ""
-    assert _digest_at(fresh_registry, "m/v2s2", "latest", image.media_type) == image.digest
+    image, layer_gets = _sync_v2s2(seeded_registry, fresh_registry)
     for layer in image.layers:
-        gets = [r for r in seen if r.method == "GET" and r.path.endswith(layer.digest)]
+        gets = layer_gets[layer.digest]
         assert [(r.headers.get("Range"), r.status) for r in gets] == [(f"bytes=0-{small_parts - 1}", 206),
                                                                        (f"bytes={small_parts}-", 206)]
 

@@ -37,18 +37,6 @@ def source() -> Iterator[Registry]:
         reg.cleanup()
 
 
-@pytest.fixture
-def src_proxy(source: Registry) -> Iterator[FaultProxy]:
-    with FaultProxy(source.url) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-def dst_proxy(fresh_registry: Registry) -> Iterator[FaultProxy]:
-    with FaultProxy(fresh_registry.url) as proxy:
-        yield proxy
-
-
 def fast(name: str = "") -> tuple[str, ...]:
     """Retries, and an idle timeout short enough for a stall to cost seconds (an unanswered upload
     waits 10x as long)."""

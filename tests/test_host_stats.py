@@ -30,18 +30,6 @@ def source() -> Iterator[Registry]:
         yield reg
 
 
-@pytest.fixture
-def src_proxy(source: Registry) -> Iterator[FaultProxy]:
-    with FaultProxy(source.url) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-def dst_proxy(fresh_registry: Registry) -> Iterator[FaultProxy]:
-    with FaultProxy(fresh_registry.url) as proxy:
-        yield proxy
-
-
 def sync(src: FaultProxy, dst: FaultProxy, tmp_path: Path, *extra: str) -> tuple[dict, "object"]:
     """Sync the image with the figures on; attachments off, so that the only traffic is the image's
     (their probes' 404 answers would add bodies and manifest GETs)."""

@@ -77,15 +77,21 @@ print(json.dumps(out))
 '''
 
 
-def test_native_core_builds_without_isal_zstd_openssl_and_falls_back_inside(tmp_path):
+def _build_without(tmp_path: Path, libraries: str) -> tuple[Path, subprocess.CompletedProcess]:
+    """`setup.py build_ext` on a copy of setup.py and ext/ with FASTSYNC_NATIVE_WITHOUT=`libraries`;
+    the tree and the finished build."""
     tree = tmp_path / "src"
     (tree / "fastsync" / "core").mkdir(parents=True)
     shutil.copy2(ROOT / "setup.py", tree / "setup.py")
     shutil.copytree(ROOT / "ext", tree / "ext", ignore=shutil.ignore_patterns("*.c", "*.so"))
-    env = {**os.environ, "FASTSYNC_NATIVE_WITHOUT": "isal,zstd,openssl", "FASTSYNC_REQUIRE_NATIVE": "1"}
+    env = {**os.environ, "FASTSYNC_NATIVE_WITHOUT": libraries, "FASTSYNC_REQUIRE_NATIVE": "1"}
     env.pop("FASTSYNC_NO_EXT", None)
-    build = subprocess.run([sys.executable, "setup.py", "build_ext", "--build-lib", "out", "--build-temp", "tmp"],
-                           cwd=tree, env=env, capture_output=True, text=True, timeout=300)
+    return tree, subprocess.run([sys.executable, "setup.py", "build_ext", "--build-lib", "out", "--build-temp", "tmp"],
+                                cwd=tree, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_native_core_builds_without_isal_zstd_openssl_and_falls_back_inside(tmp_path):
+    tree, build = _build_without(tmp_path, "isal,zstd,openssl")
     assert build.returncode == 0, build.stderr[-2000:]
     assert "native core built (without optional libraries)" in build.stderr
     so = next((tree / "out" / "fastsync" / "core").glob("_native*.so"))
@@ -106,13 +112,7 @@ def test_native_core_builds_without_isal_zstd_openssl_and_falls_back_inside(tmp_
 
 
 def test_unknown_library_in_native_without_is_one_line(tmp_path):
-    tree = tmp_path / "src"
-    (tree / "fastsync" / "core").mkdir(parents=True)
-    shutil.copy2(ROOT / "setup.py", tree / "setup.py")
-    shutil.copytree(ROOT / "ext", tree / "ext", ignore=shutil.ignore_patterns("*.c", "*.so"))
-    env = {**os.environ, "FASTSYNC_NATIVE_WITHOUT": "isal,lz4", "FASTSYNC_REQUIRE_NATIVE": "1"}
-    proc = subprocess.run([sys.executable, "setup.py", "build_ext", "--build-lib", "out", "--build-temp", "tmp"],
-                          cwd=tree, env=env, capture_output=True, text=True, timeout=300)
+    _, proc = _build_without(tmp_path, "isal,lz4")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1] == ("fastsync: FASTSYNC_NATIVE_WITHOUT names unknown libraries: "
                                                    "lz4 (known: openssl, isal, zstd)")

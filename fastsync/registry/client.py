@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Optional, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from fastsync import model as m
@@ -275,35 +275,27 @@ class RegistryClient:
         import json
 
         what = f"listing referrers of {digest} in {self.host}/{repo}"
-        path: Optional[str] = f"/v2/{repo}/referrers/{digest}" + \
+        path = f"/v2/{repo}/referrers/{digest}" + \
             (f"?{urlencode({'artifactType': artifact_type})}" if artifact_type else "")
         entries: list[Any] = []
         filtered = True
-        while path:
-            async def page(path: str = path) -> tuple[bytes, str, bool]:
-                async with self.request("GET", path, (pull(repo),), headers={"Accept": m.OCI_INDEX},
-                                        what=what) as resp:
-                    body = await read_capped(resp, MAX_MANIFEST, what, self.describe)
-                    applied = "artifacttype" in resp.headers.get("OCI-Filters-Applied", "").lower()
-                    return body, resp.headers.get("Link", ""), applied
-            try:
-                body, link, applied = await self.retried(page)
-            except NotFound:
+        try:
+            async for body, headers in self._pages(path, repo, what, MAX_MANIFEST, {"Accept": m.OCI_INDEX}):
+                try:
+                    doc = json.loads(body)
+                    got = doc["manifests"] if isinstance(doc, dict) else None
+                    if not isinstance(got, list):
+                        raise ValueError("no manifests list")
+                except (ValueError, KeyError) as exc:
+                    raise RegistryError(f"{what}: the answer is not an OCI index: {exc}") from None
+                entries.extend(got)
+                filtered = filtered and "artifacttype" in headers.get("OCI-Filters-Applied", "").lower()
+        except NotFound:
+            return None
+        except RegistryError as exc:      # a registry that routes no such path at all
+            if exc.status == 405:
                 return None
-            except RegistryError as exc:      # a registry that routes no such path at all
-                if exc.status == 405:
-                    return None
-                raise
-            try:
-                doc = json.loads(body)
-                got = doc["manifests"] if isinstance(doc, dict) else None
-                if not isinstance(got, list):
-                    raise ValueError("no manifests list")
-            except (ValueError, KeyError) as exc:
-                raise RegistryError(f"{what}: the answer is not an OCI index: {exc}") from None
-            entries.extend(got)
-            filtered = filtered and applied
-            path = next_link(link, self.base or "")
+            raise
         doc = {"schemaVersion": 2, "mediaType": m.OCI_INDEX, "manifests": entries}
         return json.dumps(doc, separators=(",", ":")).encode(), bool(artifact_type) and filtered
 
@@ -516,21 +508,27 @@ class RegistryClient:
     async def list_tags(self, repo: str, page_size: int = 0) -> list[str]:
         """Every tag of `repo`, following `Link: <...>; rel="next"` pagination."""
         tags: list[str] = []
-        path: Optional[str] = f"/v2/{repo}/tags/list" + (f"?n={page_size}" if page_size else "")
-        while path:
-            what = f"listing tags of {self.host}/{repo}"
-
-            async def page(path: str = path) -> tuple[bytes, str, str]:
-                async with self.request("GET", path, (pull(repo),), what=what) as resp:
-                    body = await read_capped(resp, MAX_TAG_LIST, what, self.describe)
-                    return body, resp.headers.get("Link", ""), resp.headers.get("Content-Type", "")
-            try:
-                body, link, ctype = await self.retried(page)
-            except NotFound as exc:    # and containers/image's words for it
-                raise NotFound(f"{exc} (fetching tags list: invalid status code from registry 404 (Not Found))") \
-                    from None
-            tags.extend(parse_tag_list(body, what, ctype))
-            path = next_link(link, self.base or "")
+        path = f"/v2/{repo}/tags/list" + (f"?n={page_size}" if page_size else "")
+        what = f"listing tags of {self.host}/{repo}"
+        try:
+            async for body, headers in self._pages(path, repo, what, MAX_TAG_LIST):
+                tags.extend(parse_tag_list(body, what, headers.get("Content-Type", "")))
+        except NotFound as exc:    # and containers/image's words for it
+            raise NotFound(f"{exc} (fetching tags list: invalid status code from registry 404 (Not Found))") \
+                from None
         return tags
+
+    async def _pages(self, path: str, repo: str, what: str, cap: int, headers: Optional[dict[str, str]] = None
+                     ) -> AsyncIterator[tuple[bytes, Mapping[str, str]]]:
+        """GET `path` and the pages after it (`Link: <...>; rel="next"`), each read whole up to `cap`
+        bytes and retried on its own: (body, the answer's headers) per page."""
+        next_path: Optional[str] = path
+        while next_path:
+            async def page(path: str = next_path) -> tuple[bytes, Mapping[str, str]]:
+                async with self.request("GET", path, (pull(repo),), headers=headers, what=what) as resp:
+                    return await read_capped(resp, cap, what, self.describe), resp.headers.copy()
+            body, answer = await self.retried(page)
+            yield body, answer
+            next_path = next_link(answer.get("Link", ""), self.base or "")
 
 

@@ -235,7 +235,7 @@ def test_the_first_chunk_is_asked_for_at_once_and_stop_ends_it() -> None:
                 yield b"x"
             finally:
                 events.append("closed")
-        pre = ranged.primed(source())
+        pre = ranged.Primed(source())
         await asyncio.sleep(0)
         assert events == ["asked"]             # before anything read it (the upload POST is on its way)
         await pre.stop()
@@ -244,7 +244,7 @@ def test_the_first_chunk_is_asked_for_at_once_and_stop_ends_it() -> None:
         async def two():  # noqa: ANN202
             yield b"a"
             yield b"b"
-        assert [c async for c in ranged.primed(two())] == [b"a", b"b"]
+        assert [c async for c in ranged.Primed(two())] == [b"a", b"b"]
     asyncio.run(go())
 
 

@@ -74,5 +74,12 @@ class AttachmentOptions:
         return not self.types or kind in self.types or artifact in self.types
 
 
+def applying(own: Optional[AttachmentOptions], default: Optional[AttachmentOptions]) -> Optional[AttachmentOptions]:
+    """The attachment options a copy goes by: its own (an image's or registry's setting), else the
+    job's; None when they carry nothing."""
+    atts = own if own is not None else default
+    return atts if atts is not None and atts.enabled else None
+
+
 def is_manifest(media_type: str) -> bool:
     return media_type in (m.OCI_MANIFEST, m.DOCKER_V2S2)

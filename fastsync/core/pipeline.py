@@ -43,11 +43,11 @@ async def counted(chunks: AsyncIterator[bytes], on_bytes: Callable[[int], None])
         yield chunk
 
 
-async def tee(chunks: AsyncIterator[bytes], sink: Callable[[bytes], None],
-                     lag: int = TEE_LAG) -> AsyncIterator[bytes]:
+async def tee(chunks: AsyncIterator[bytes], sink: Callable[[bytes], None], lag: int = TEE_LAG) -> AsyncIterator[bytes]:
     """Hand every chunk to `sink` (e.g. a store writer) as it passes, without the stream waiting for
-    the sink: chunks are written in order by a thread of the stage's own while they flow on, at most `lag` bytes behind (then the stream waits). The
-    stream ends once every chunk is written; a sink error stops it."""
+    the sink: chunks are written in order by a thread of the stage's own while they flow on, at most
+    `lag` bytes behind (then the stream waits). The stream ends once every chunk is written; a sink
+    error stops it."""
     from concurrent.futures import ThreadPoolExecutor
 
     loop = asyncio.get_running_loop()

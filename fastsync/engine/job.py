@@ -15,6 +15,7 @@ from typing import Any, AsyncIterator, Callable, Optional
 
 from fastsync import manifest as mf
 from fastsync import model as m
+from fastsync.attachments.model import applying
 from fastsync.core.recompress import LayerEdit, layer_edits
 from fastsync.engine.blob import CACHE, SOURCE, THERE, BlobMover, Moved
 from fastsync.engine.formats import check_preserved, index_target, target_type
@@ -118,7 +119,7 @@ class Job:
         """Copy one image; `probed`: the destination's tag as the caller just read it; `attachments`
         (AttachmentOptions) overrides the options' for this image."""
         res = ImageResult(str(src_ref), str(dst_ref))
-        attachments = attachments if attachments is not None else self.options.attachments
+        attachments = applying(attachments, self.options.attachments)
         t0 = time.monotonic()
         name = f"{src_ref} -> {dst_ref}"
         self.emit(Event("image-start", name))
@@ -146,7 +147,7 @@ class Job:
             img = _Image(src, dst, res, signed=bool(trust and trust.carries_signatures(carried)), probed=probed)
             try:
                 final = await self._copy_top(img)
-                if attachments is not None and attachments.enabled:
+                if attachments is not None:
                     atts = await self._attachments().carry(attachments, src_ref, src, src_opts, dst_ref, dst,
                                                            dst_opts, img.written, lambda d: self._blob(img, d))
                     res.attachments = tuple((a.kind, str(a.digest)) for a in atts)

@@ -466,7 +466,7 @@ class RegistryClient:
         async def start() -> Optional[str]:
             async with self.request("POST", f"/v2/{repo}/blobs/uploads/", (push(repo),), ok=(202,), what=what) as resp:
                 return resp.headers.get("Location")
-        pre = ranged.primed(chunks)
+        pre = ranged.Primed(chunks)
         try:
             await self._upload(repo, desc, pre, start, what)
         finally:

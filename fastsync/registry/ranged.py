@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Optional
 
 from fastsync.errors import NetworkError
 from fastsync.model import Descriptor
+from fastsync.registry.limits import MiB
 
 if TYPE_CHECKING:
     from fastsync.registry.client import RegistryClient
 
-MiB = 1 << 20
 RANGE_MIN = 64 * MiB      # blobs at least this big are fetched in parts
 PART = 4 * MiB            # bytes per Range request
 WIDTH = 4                 # parts in flight (the one being handed on included)
@@ -157,7 +157,3 @@ class Primed:
 
 async def _next(chunks: AsyncIterator[bytes]) -> bytes:
     return await chunks.__anext__()
-
-
-def primed(chunks: AsyncIterator[bytes]) -> Primed:
-    return Primed(chunks)

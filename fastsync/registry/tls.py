@@ -157,19 +157,23 @@ def import_aiohttp() -> ModuleType:
     if mod is not None:
         return mod
     cls = ssl.SSLContext
-    saved_load = cls.__dict__["load_default_certs"]
+    names = ("load_default_certs", "set_default_verify_paths")
+    saved = {name: cls.__dict__.get(name) for name in names}     # None: inherited from _ssl._SSLContext
 
     def skip(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
         return None
 
-    cls.load_default_certs = skip                # type: ignore[method-assign]
-    cls.set_default_verify_paths = skip          # type: ignore[method-assign]
+    for name in names:
+        setattr(cls, name, skip)
     try:
         import aiohttp
         import aiohttp.connector as connector
     finally:
-        cls.load_default_certs = saved_load      # type: ignore[method-assign]
-        del cls.set_default_verify_paths         # the C method of _ssl._SSLContext again
+        for name, method in saved.items():
+            if method is None:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, method)
     if isinstance(getattr(connector, "_SSL_CONTEXT_VERIFIED", None), ssl.SSLContext):
         lazy = LazyCAContext(ssl.PROTOCOL_TLS_CLIENT)
         lazy.set_alpn_protocols(("http/1.1",))

@@ -226,13 +226,13 @@ async def resolve(session: Session, src_kind: str, dest_kind: str, inp: SyncInpu
 
 def _attachment_tag(img: SourceImage, inp: SyncInput) -> bool:
     """A cosign or referrers-index tag, when attachments travel with their images (not as images)."""
-    from fastsync.attachments.model import ATTACHMENT_TAG
+    from fastsync.attachments.model import ATTACHMENT_TAG, applying
 
-    atts = img.attachments if img.attachments is not None else inp.options.copy.attachments
+    atts = applying(img.attachments, inp.options.copy.attachments)
     dref = img.ref.docker_reference
     last = img.suffix.rsplit("/", 1)[-1]
     tag = dref.tag if dref is not None else (last.rsplit(":", 1)[1] if ":" in last else None)
-    return bool(atts is not None and atts.enabled and tag and ATTACHMENT_TAG.match(tag))
+    return bool(atts is not None and tag and ATTACHMENT_TAG.match(tag))
 
 
 def dest_options(ref: ImageReference, inp: SyncInput) -> TransportOptions:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Optional
 
 from fastsync import manifest as mf
+from fastsync.attachments.model import applying
 from fastsync.engine.job import Probed
 from fastsync.errors import DigestMismatch, FastsyncError
 from fastsync.manifest import Manifest, parse_manifest
@@ -60,12 +61,6 @@ class PlannedImage:
     blobs: tuple[Descriptor, ...] = ()
     error: str = ""
     probed: Optional[Probed] = None           # what the destination held when planned (None: unknown)
-
-
-def attachments_of(item: SyncItem, copy: CopyOptions) -> Optional[Any]:
-    """The attachments an item's copy carries (its own setting, else the job's); None: none."""
-    atts = item.attachments if item.attachments is not None else copy.attachments
-    return atts if atts is not None and atts.enabled else None
 
 
 # ---- a source whose manifests were read while planning --------------------------------------------
@@ -145,7 +140,7 @@ class Planner:
         as_is = as_is and not getattr(copy.trust, "needs_every_image", False)
         probe = asyncio.ensure_future(item.probe(self.session)) \
             if item.probe is not None and as_is and copy.multi_arch != "index-only" else None
-        atts = attachments_of(item, copy)
+        atts = applying(item.attachments, copy.attachments)
         known = self._known(item) if probe is not None and atts is not None else None
         # the destination's attachments are asked for with its manifest, for the digest last seen
         att_probe = asyncio.ensure_future(self._attachments_in_step(item, known, atts)) \

@@ -22,7 +22,7 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from fastsync.attachments.discover import AttachmentError, Reader, Warn, discover
+from fastsync.attachments.discover import Reader, Warn, discover
 from fastsync.attachments.model import SIGNATURE, Attachment, AttachmentOptions
 from fastsync.attachments.write import Writer
 from fastsync.errors import FastsyncError, Unsupported
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from fastsync.transports.base import ImageDestination, ImageReference, ImageSource
 
 MoveBlob = Callable[[Descriptor], Awaitable[Any]]
-MAX_SIGNATURE = 4 << 20
 
 
 class Carrier:
@@ -118,19 +117,12 @@ def _covers(att: Attachment, there: bytes) -> bool:
 
 async def _signatures(src: "ImageSource", att: Attachment) -> list[Any]:
     """The sigstore signatures a cosign `.sig` manifest holds (its layers' payloads and annotations)."""
+    from fastsync.trust.attachments import MAX_PAYLOAD, small_blob
     from fastsync.trust.formats import Sigstore
 
     out = []
     for layer in parse_manifest(att.raw, att.media_type).layers:
-        if layer.size > MAX_SIGNATURE:
-            raise AttachmentError(f"signature payload {layer.digest} of {att.tag} is larger than {MAX_SIGNATURE} bytes")
-        data = bytearray()
-        async for chunk in src.blob_chunks(layer):
-            data += chunk
-            if len(data) > MAX_SIGNATURE:
-                raise AttachmentError(f"signature payload {layer.digest} of {att.tag} is larger than "
-                                      f"{MAX_SIGNATURE} bytes")
-        if Digest.of(bytes(data)) != layer.digest:
-            raise AttachmentError(f"signature payload {layer.digest} of {att.tag} does not match its digest")
-        out.append(Sigstore(layer.media_type, bytes(data), dict(layer.annotations)))
+        data = await small_blob(src.blob_chunks(layer), layer, MAX_PAYLOAD,
+                                f"signature payload {layer.digest} of {att.tag}")
+        out.append(Sigstore(layer.media_type, data, dict(layer.annotations)))
     return out

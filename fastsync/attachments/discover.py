@@ -23,6 +23,8 @@ from fastsync.attachments.model import (COSIGN_SUFFIXES, MAX_DEPTH, REFERRER, At
 from fastsync.errors import FastsyncError, ManifestError, NotFound
 from fastsync.manifest import manifest_digest, parse_manifest
 from fastsync.model import Digest
+from fastsync.registry.limits import MAX_MANIFEST     # local layouts are held to the registry client's cap too
+from fastsync.trust.attachments import AttachmentError
 
 if TYPE_CHECKING:
     from fastsync.options import TransportOptions
@@ -32,11 +34,6 @@ if TYPE_CHECKING:
 
 Warn = Callable[[str], None]
 MAX_INDEX_ENTRIES = 10000
-MAX_MANIFEST = 4 << 20        # as the registry client caps them; local layouts are held to it too
-
-
-class AttachmentError(FastsyncError):
-    """An attachment (cosign tag, referrers index) is unusable."""
 
 
 class Reader:

@@ -18,7 +18,8 @@ MAX_CONFIG = 4 << 20
 
 
 class AttachmentError(FastsyncError):
-    """A sigstore attachment manifest or blob is unusable."""
+    """An attachment (a sigstore attachment, a cosign tag, a referrers index) or one of its blobs is
+    unusable."""
 
 
 def attachment_tag(digest: Digest) -> str:
@@ -38,15 +39,21 @@ async def _manifest(client: Any, repo: str, digest: Digest) -> Optional[Any]:
 
 
 async def _blob(client: Any, repo: str, desc: Descriptor, limit: int) -> bytes:
+    return await small_blob(client.blob_chunks(repo, desc), desc, limit, f"sigstore attachment blob {desc.digest}")
+
+
+async def small_blob(chunks: AsyncIterator[bytes], desc: Descriptor, limit: int, what: str) -> bytes:
+    """A signature payload or config (`what`) read whole from `chunks`, refused beyond `limit` bytes
+    and checked against its digest."""
     if desc.size > limit:
-        raise AttachmentError(f"sigstore attachment blob {desc.digest} is larger than {limit} bytes")
+        raise AttachmentError(f"{what} is larger than {limit} bytes")
     data = bytearray()
-    async for chunk in client.blob_chunks(repo, desc):
+    async for chunk in chunks:
         data += chunk
         if len(data) > limit:
-            raise AttachmentError(f"sigstore attachment blob {desc.digest} is larger than {limit} bytes")
+            raise AttachmentError(f"{what} is larger than {limit} bytes")
     if Digest.of(bytes(data)) != desc.digest:
-        raise AttachmentError(f"sigstore attachment blob {desc.digest} does not match its digest")
+        raise AttachmentError(f"{what} does not match its digest")
     return bytes(data)
 
 

@@ -178,7 +178,8 @@ def choose_instance(index: Manifest, want: Platform) -> Descriptor:
 
 # ---- serialisation and conversion -----------------------------------------------------------
 
-def _desc_json(d: Descriptor, docker: bool) -> dict[str, Any]:
+def descriptor_json(d: Descriptor, docker: bool = False) -> dict[str, Any]:
+    """A descriptor as a manifest or index lists it (Docker's key order and fields with `docker`)."""
     out: dict[str, Any] = {"mediaType": d.media_type}
     if docker:
         out.update(size=d.size, digest=str(d.digest))
@@ -245,8 +246,8 @@ def rewrite_image(man: Manifest, target_type: Optional[str] = None,
             raise Unsupported(f"layer {d.digest} of type {d.media_type} cannot be stored in a Docker v2s2 "
                               "manifest")
         new_layers.append(Descriptor(mt, d.digest, d.size, urls=d.urls, annotations=d.annotations))
-    doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": target, "config": _desc_json(conf, docker),
-                           "layers": [_desc_json(d, docker) for d in new_layers]}
+    doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": target, "config": descriptor_json(conf, docker),
+                           "layers": [descriptor_json(d, docker) for d in new_layers]}
     for key in ("subject", "annotations") if not docker else ():
         if key in man.doc:
             doc[key] = man.doc[key]
@@ -267,7 +268,7 @@ def rewrite_index(index: Manifest, children: Mapping[Digest, Descriptor],
     entries = []
     for d in index.manifests:
         new = children.get(d.digest, d)
-        entries.append(_desc_json(Descriptor(new.media_type, new.digest, new.size, d.platform, d.urls,
+        entries.append(descriptor_json(Descriptor(new.media_type, new.digest, new.size, d.platform, d.urls,
                                              d.annotations), docker))
     doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": target, "manifests": entries}
     if not docker and "annotations" in index.doc:

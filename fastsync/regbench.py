@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Itera
 import orjson
 
 from fastsync import model as m
+from fastsync.core.pipeline import verified
 from fastsync.errors import DigestMismatch, FastsyncError
+from fastsync.manifest import descriptor_json
 from fastsync.model import Descriptor, Digest
 from fastsync.options import GlobalOptions, TransportOptions
 from fastsync.registry.stats import MB, Latency
@@ -132,10 +134,6 @@ class GeneratedBlob:
         return Descriptor(m.OCI_LAYER, self.digest, self.size)
 
 
-def _descriptor(d: Descriptor) -> dict[str, Any]:
-    return {"mediaType": d.media_type, "digest": str(d.digest), "size": d.size}
-
-
 class _Run:
     """One benchmark against one repository: what was pushed, for the cleanup."""
 
@@ -183,13 +181,10 @@ class _Run:
         self.blob_bytes += blob.size
 
     async def pull(self, blob: GeneratedBlob) -> None:
-        h, n = hashlib.sha256(), 0
-        async for chunk in self.client.blob_chunks(self.repo, blob.descriptor):
-            h.update(chunk)
-            n += len(chunk)
-        if n != blob.size or h.hexdigest() != blob.digest.hex:
-            raise DigestMismatch(f"blob {blob.digest} read back from {self.client.host}/{self.repo}",
-                                 f"{blob.digest} ({blob.size} bytes)", f"sha256:{h.hexdigest()} ({n} bytes)")
+        desc = blob.descriptor
+        async for _ in verified(self.client.blob_chunks(self.repo, desc), desc,
+                                f"blob {blob.digest} read back from {self.client.host}/{self.repo}"):
+            pass
 
     async def blobs_at(self, size: int, level: int) -> Descriptor:
         """Push and pull `count` blobs of `size`; the first one's descriptor."""
@@ -200,8 +195,8 @@ class _Run:
         return blobs[0].descriptor
 
     async def manifests_at(self, level: int, config: Descriptor, layer: Descriptor) -> None:
-        docs = [orjson.dumps({"schemaVersion": 2, "mediaType": m.OCI_MANIFEST, "config": _descriptor(config),
-                              "layers": [_descriptor(layer)],
+        docs = [orjson.dumps({"schemaVersion": 2, "mediaType": m.OCI_MANIFEST, "config": descriptor_json(config),
+                              "layers": [descriptor_json(layer)],
                               "annotations": {"org.fastsync.bench": f"{self.nonce.hex()}-{level}-{i}"}})
                 for i in range(self.plan.count)]
         digests = [Digest.of(raw) for raw in docs]

@@ -36,7 +36,7 @@ LAYERS: dict[str, set[str]] = {
                       "fastsync.session", "fastsync.transports", "fastsync.attachments", "fastsync.engine"},
     "fastsync.offline": {"vocabulary", "fastsync.core", "fastsync.registry", "fastsync.store",
                          "fastsync.session", "fastsync.transports", "fastsync.attachments", "fastsync.engine"},
-    "fastsync.regbench": {"vocabulary", "fastsync.registry", "fastsync.session"},
+    "fastsync.regbench": {"vocabulary", "fastsync.core", "fastsync.registry", "fastsync.session"},
     "fastsync.cli": {"vocabulary", "fastsync.core", "fastsync.registry", "fastsync.store", "fastsync.session",
                      "fastsync.transports", "fastsync.trust", "fastsync.attachments", "fastsync.engine", "fastsync.api",
                      "fastsync.sync", "fastsync.offline", "fastsync.regbench"},

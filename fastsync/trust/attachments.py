@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator, Optional
 
 from fastsync import model as m
 from fastsync.errors import FastsyncError, NotFound
-from fastsync.manifest import parse_manifest
+from fastsync.manifest import descriptor_json, parse_manifest
 from fastsync.model import Descriptor, Digest
 from fastsync.trust.formats import Sigstore
 
@@ -81,13 +81,6 @@ async def _put_blob(client: Any, repo: str, media_type: str, data: bytes) -> Des
     return desc
 
 
-def _desc_json(d: Descriptor) -> dict[str, Any]:
-    out: dict[str, Any] = {"mediaType": d.media_type, "digest": str(d.digest), "size": d.size}
-    if d.annotations:
-        out["annotations"] = dict(d.annotations)
-    return out
-
-
 async def write_attachments(client: Any, repo: str, digest: Digest, sigs: list[Sigstore]) -> None:
     man = await _manifest(client, repo, digest)
     layers: list[Descriptor] = list(man.layers) if man is not None else []
@@ -114,7 +107,7 @@ async def write_attachments(client: Any, repo: str, digest: Digest, sigs: list[S
         return
     conf = await _put_blob(client, repo, m.OCI_CONFIG,
                            json.dumps(config, separators=(",", ":")).encode())
-    doc = {"schemaVersion": 2, "mediaType": m.OCI_MANIFEST, "config": _desc_json(conf),
-           "layers": [_desc_json(d) for d in layers]}
+    doc = {"schemaVersion": 2, "mediaType": m.OCI_MANIFEST, "config": descriptor_json(conf),
+           "layers": [descriptor_json(d) for d in layers]}
     await client.put_manifest(repo, attachment_tag(digest), json.dumps(doc, separators=(",", ":")).encode(),
                               m.OCI_MANIFEST)

@@ -22,7 +22,7 @@ def _line(cells: tuple[str, ...]) -> str:
 
 
 def row_line(row: "BenchRow") -> str:
-    from fastsync.cli.render import _human as human
+    from fastsync.cli.render import human
 
     lat = row.latency
     rate = f"{row.mb_per_s:.1f}" if row.op in ("push", "pull") else "-"
@@ -32,7 +32,7 @@ def row_line(row: "BenchRow") -> str:
 
 
 def cleanup_line(result: "BenchResult") -> str:
-    from fastsync.cli.render import _human as human
+    from fastsync.cli.render import human
 
     c = result.cleanup
     blobs = f"{c.blobs_left} blobs ({human(c.blob_bytes_left)}) stay in {result.repository} until the registry's " \
@@ -91,7 +91,7 @@ def bench(ctx: click.Context, registry: str, blob_size: str, concurrency: str, c
     about SIZES x COUNT x LEVELS bytes."""
     import orjson
 
-    from fastsync.cli.render import _human as human
+    from fastsync.cli.render import human
     from fastsync.cli.sync import parse_size
     from fastsync.regbench import BenchPlan, bench_registry
 

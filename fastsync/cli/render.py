@@ -125,11 +125,11 @@ class RichProgress:
     def _bytes(self, **kw: Any) -> None:
         t = self.tally
         # the bar fills with what reached the destinations; the rate is what came from the source
-        self.progress.update(self.bytes_task, completed=t.bytes_done, amount=f"{_human(t.bytes_done)}"
-                             + (f"/{_human(t.bytes_planned)}" if t.bytes_planned else "")
-                             + (f" ({_human(min(t.bytes_unique_cached, t.bytes_done))} from cache)"
+        self.progress.update(self.bytes_task, completed=t.bytes_done, amount=f"{human(t.bytes_done)}"
+                             + (f"/{human(t.bytes_planned)}" if t.bytes_planned else "")
+                             + (f" ({human(min(t.bytes_unique_cached, t.bytes_done))} from cache)"
                                 if t.bytes_unique_cached else ""),
-                             rate=f"{_human(t.rate)}/s", **kw)
+                             rate=f"{human(t.rate)}/s", **kw)
 
     def __call__(self, ev: Event) -> None:
         self.tally(ev)
@@ -154,12 +154,13 @@ class RichProgress:
             self.console.print(f"Would sync {src} to {dst}", highlight=False)
 
 
-def _human(n: float) -> str:
+def human(n: float) -> str:
+    """A byte count as people read it (1.5 MiB)."""
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
+        if n < 1024:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    return f"{n:.1f} GiB"
+    return f"{n:.1f} TiB"
 
 
 _SUMMED = ("bytes_transferred", "bytes_from_cache", "bytes_skipped", "blobs_transferred", "blobs_from_cache",

@@ -39,7 +39,7 @@ HEADER = ("HOST", "REQUESTS", "SENT", "RECEIVED", "UP MB/s", "DOWN MB/s", "RETRI
 
 def host_lines(figures: Sequence["HostFigures"]) -> list[str]:
     """The table, one row per host, each followed by its requests by method and answer status."""
-    from fastsync.cli.render import _human as human
+    from fastsync.cli.render import human
 
     if not figures:
         return ["no registry requests"]

@@ -34,14 +34,6 @@ def parse_age(text: str) -> float:
     return float(m.group(1)) * _SECONDS[m.group(2)]
 
 
-def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
 def _store(cache: Optional[str], no_cache: bool = False) -> Any:
     if no_cache:
         return None
@@ -191,6 +183,8 @@ def register(main: click.Group) -> None:
     @handle_errors
     def cache_du(cache_dir: Optional[str]) -> None:
         """Blobs held and their total size."""
+        from fastsync.cli.render import human
+
         store = _store(cache_dir)
         n, size = store.usage()
         click.echo(f"{n} blobs, {size} bytes ({human(size)}) in {store.root}")
@@ -205,6 +199,8 @@ def register(main: click.Group) -> None:
     def cache_gc(cache_dir: Optional[str], max_age: Optional[str], max_size: Optional[str], dry_run: bool,
                  wait: bool) -> None:
         """Remove old blobs (by age, then by total size)."""
+        from fastsync.cli.render import human
+
         if max_age is None and max_size is None:
             raise UsageError("give --max-age and/or --max-size")
         res = _store(cache_dir).gc(parse_age(max_age) if max_age else None,

@@ -19,9 +19,12 @@ def _version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
         return
     try:
         from fastsync.core.native import BACKEND, accelerations
-        libs = " ".join(f"{job}={lib}" for job, lib in accelerations().items())
+        used = accelerations()
     except ImportError:          # FASTSYNC_BACKEND=native without the extension: say so, as api.backend()
-        BACKEND, libs = "python", "sha256=hashlib gzip=zlib zstd=zstandard"
+        from fastsync.core.codec import PYTHON_LIBRARIES as used
+
+        BACKEND = "python"
+    libs = " ".join(f"{job}={lib}" for job, lib in used.items())
     click.echo(f"fastsync version {__version__} (native core: {BACKEND}; {libs})")
     ctx.exit()
 

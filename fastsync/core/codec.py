@@ -34,3 +34,8 @@ def detect_compression(head: bytes) -> Optional[str]:
 def _check(kind: Optional[str], what: str) -> None:
     if kind not in _CODES:
         raise ValueError(f"{what} must be 'gzip', 'zstd' or None, not {kind!r}")
+
+
+# the libraries the pure-Python twin does each job with (and the native core falls back to for one
+# it was built without)
+PYTHON_LIBRARIES = {"sha256": "hashlib", "gzip": "zlib", "zstd": "zstandard"}

@@ -26,7 +26,7 @@ from types import ModuleType
 from typing import Any, Callable, ClassVar, Optional, Sequence
 
 from fastsync.core.codec import (_CODES, _DEFAULT_LEVEL, _LEVELS, BLOCK, ZSTD_THREADS, CompressionError, DigestResult,
-                                 _check, detect_compression)
+                                 PYTHON_LIBRARIES, _check, detect_compression)
 from fastsync.core.pure import _py_link_blobs, _py_sha256_file, _PyPipeline
 
 __all__ = [
@@ -144,11 +144,10 @@ def _features(mod: ModuleType) -> dict[str, Optional[str]]:
 def accelerations() -> dict[str, str]:
     """Which library does each job in the chosen backend: {"sha256", "gzip", "zstd"} -> name."""
     if _CHOSEN.name == "python":
-        return {"sha256": "hashlib", "gzip": "zlib", "zstd": "zstandard"}
+        return dict(PYTHON_LIBRARIES)
     from fastsync.core import _native as mod
     found = _features(mod)
-    return {"sha256": found["sha256"] or "hashlib", "gzip": found["gzip"] or "zlib",
-            "zstd": found["zstd"] or "zstandard"}
+    return {job: found[job] or lib for job, lib in PYTHON_LIBRARIES.items()}
 
 
 def load_backend(name: str) -> Backend:

@@ -121,6 +121,11 @@ def _wanted(entries: list[dict[str, Any]], options: AttachmentOptions) -> list[d
 
 def index_entries(raw: bytes, what: str) -> list[dict[str, Any]]:
     """The `manifests` of an index document, each with a digest and a media type."""
+    return index_document(raw, what)["manifests"]
+
+
+def index_document(raw: bytes, what: str) -> dict[str, Any]:
+    """An index document, parsed once, whose `manifests` each have a digest and a media type."""
     if len(raw) > MAX_MANIFEST:
         raise AttachmentError(f"{what}: {len(raw)} bytes, more than an index may have ({MAX_MANIFEST})")
     try:
@@ -130,7 +135,6 @@ def index_entries(raw: bytes, what: str) -> list[dict[str, Any]]:
     entries = doc.get("manifests") if isinstance(doc, dict) else None
     if not isinstance(entries, list) or len(entries) > MAX_INDEX_ENTRIES:
         raise AttachmentError(f"{what}: not an OCI index (a list of at most {MAX_INDEX_ENTRIES} manifests)")
-    out = []
     for e in entries:
         try:
             if not isinstance(e, dict) or not isinstance(e.get("mediaType"), str):
@@ -138,8 +142,7 @@ def index_entries(raw: bytes, what: str) -> list[dict[str, Any]]:
             Digest.parse(str(e.get("digest")))
         except (FastsyncError, ValueError) as exc:
             raise AttachmentError(f"{what}: malformed entry {e!r}: {exc}") from None
-        out.append(e)
-    return out
+    return doc
 
 
 def _parsed(raw: bytes, mt: str, what: str) -> Any:

@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any, Optional
 
 from fastsync import model as m
-from fastsync.attachments.discover import AttachmentError, Reader, index_entries
+from fastsync.attachments.discover import AttachmentError, Reader, index_document, index_entries
 from fastsync.attachments.model import Attachment, fallback_tag
 from fastsync.errors import FastsyncError
 from fastsync.manifest import parse_manifest
@@ -93,7 +93,4 @@ class Writer:
 def _index_doc(raw: Optional[bytes], what: str) -> dict[str, Any]:
     if raw is None:
         return {"schemaVersion": 2, "mediaType": m.OCI_INDEX, "manifests": []}
-    entries = index_entries(raw, what)
-    doc = json.loads(raw)
-    doc["manifests"] = entries
-    return doc
+    return index_document(raw, what)

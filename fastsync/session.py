@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import TYPE_CHECKING, Awaitable, Callable, Optional, TypeVar
 
 from fastsync.errors import FastsyncError
@@ -63,8 +64,9 @@ class Session:
         key = (host, opts)
         client = self._clients.get(key)
         if client is None:
-            if self._pings is None:
-                self._pings = PingMemo()
+            if self._pings is None:         # with a cache directory, pings are remembered across runs
+                root = getattr(self.store, "root", None)
+                self._pings = PingMemo(os.path.join(root, "pings.json") if root else None)
             client = self._clients[key] = RegistryClient(self.http, host, opts, self.options.network, self._pings,
                                                          self.traffic)
         return client

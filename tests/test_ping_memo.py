@@ -138,3 +138,63 @@ def test_a_sync_with_a_cache_remembers_its_registries_and_without_one_does_not(r
         assert proc.returncode == 1 and b"manifest unknown" in proc.stderr, proc.stderr
     assert list(entries(cache / "pings.json")) == [f"{registry.host} insecure"]
     assert entries(cache / "pings.json")[f"{registry.host} insecure"]["base"] == f"http://{registry.host}"
+
+
+# ---- the early ping: sent before aiohttp is imported (registry/bareping) ---------------------------
+
+EARLY = ("import json, os, sys\n"
+         "import fastsync.registry.bareping as bp\n"
+         "inner, seen = bp._get_v2, []\n"
+         "async def traced(host, scheme, *a):\n"
+         "    seen.append([scheme, hasattr(sys.modules.get('aiohttp'), 'ClientSession')])\n"
+         "    return await inner(host, scheme, *a)\n"
+         "bp._get_v2 = traced\n"
+         "import atexit\n"
+         "atexit.register(lambda: open(os.environ['SEEN_OUT'], 'w').write(json.dumps(seen)))\n"
+         "from fastsync.cli import main\n"
+         "main(sys.argv[1:])\n")
+
+
+def early_sync(tmp_path: Path, *args: str):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "seen.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests")]), "SEEN_OUT": str(out)}
+    proc = subprocess.run([sys.executable, "-c", EARLY, "sync", "-q", "--retry-times", "0", *args], env=env,
+                          capture_output=True, timeout=60)
+    return proc, json.loads(out.read_text())
+
+
+def test_a_sync_pings_before_aiohttp_is_imported_and_only_once(tamper_proxy, tmp_path):
+    tamper_proxy.clear()
+    proc, seen_early = early_sync(tmp_path, "--src-tls-verify=false", "--no-cache", "-s", "docker", "-d", "dir",
+                                  f"{tamper_proxy.host}/none/such:1", str(tmp_path / "out"))
+    assert proc.returncode == 1 and b"manifest unknown" in proc.stderr, proc.stderr
+    assert seen_early == [["https", False], ["http", False]]      # skopeo's order, aiohttp not there yet
+    pings = [r for r in tamper_proxy.requests if r.path == "/v2/"]
+    assert len(pings) == 1 and pings[0].headers.get("Connection", "").lower() == "close"
+    assert pings[0].headers["User-Agent"].startswith("fastsync")
+    assert [r.path for r in tamper_proxy.requests] == ["/v2/", "/v2/none/such/manifests/1"]
+
+
+def test_an_early_ping_that_fails_leaves_the_error_to_the_full_ping(tmp_path):
+    proc, seen_early = early_sync(tmp_path, "--src-tls-verify=false", "--no-cache", "-s", "docker", "-d", "dir",
+                                  "127.0.0.1:9/none/such:1", str(tmp_path / "out"))
+    assert seen_early == [["https", False], ["http", False]]
+    assert proc.returncode == 1
+    assert b"pinging container registry 127.0.0.1:9: cannot connect to 127.0.0.1:9: connection refused" \
+        in proc.stderr, proc.stderr
+
+
+def test_an_early_verifying_ping_loads_the_cas_while_aiohttp_imports(tls_registry, sample_images, tmp_path):
+    """An https ping on the loop while aiohttp imports in a thread: the registry's certificate verifies
+    (its CA from --src-cert-dir; that the system's are loaded too is test_startup's check)."""
+    tls_registry.push_image(sample_images["v2s2"], "early/app", "1")
+    proc, seen_early = early_sync(tmp_path, "--src-cert-dir", str(tls_registry.cert_dir), "--no-cache", "-s",
+                                  "docker", "-d", "dir", f"{tls_registry.host}/early/app:1", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    assert seen_early == [["https", False]]
+    assert (tmp_path / "out" / "app:1" / "manifest.json").read_bytes() == sample_images["v2s2"].manifest

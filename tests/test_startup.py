@@ -154,6 +154,24 @@ def test_aiohttp_imported_without_loading_cas_and_with_a_lazy_default_context():
     assert proc.returncode == 0 and proc.stdout.strip() == "True", proc.stderr[-800:]
 
 
+def test_a_lazy_context_loads_the_system_cas_even_while_aiohttp_imports_in_a_thread():
+    """import_aiohttp switches SSLContext's CA loads off while it imports; a handshake on the loop at
+    that moment (an early ping) waits for the import to end instead of loading nothing."""
+    code = (
+        "import ssl, sys, threading, time\n"
+        "from fastsync.registry.tls import LazyCAContext, import_aiohttp\n"
+        "system = ssl.create_default_context().cert_store_stats()['x509_ca']\n"
+        "t = threading.Thread(target=import_aiohttp); t.start()\n"
+        "while 'aiohttp' not in sys.modules: time.sleep(0)\n"
+        "ctx = LazyCAContext(ssl.PROTOCOL_TLS_CLIENT); ctx.load_system_cas()\n"
+        "t.join()\n"
+        "print(system > 0 and ctx.cert_store_stats()['x509_ca'] == system)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "True", proc.stderr[-800:]
+
+
 def test_tls_registry_is_reached_through_a_lazy_context(tls_registry, tmp_path):
     """A verifying request after the lazy CA load: the registry's CA from --cert-dir plus the system's."""
     proc = fastsync("list-tags", "--cert-dir", str(tls_registry.cert_dir), f"docker://{tls_registry.host}/none")

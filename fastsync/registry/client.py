@@ -114,6 +114,10 @@ class RegistryClient:
             if self.base:
                 return self.base
             known = self.pings.get(self.host, self.ssl) if self.pings is not None else None
+            early = self.pings.take_early(self.host, self.ssl) if known is None and self.pings is not None else None
+            if early is not None and (known := await early) is not None:
+                assert self.pings is not None   # an answer of this run (sent before aiohttp was imported)
+                self.pings.put(self.host, self.ssl, known, self.opts.tls_verify is False)
             if known is None and guess and self.pings is not None:
                 known = self.pings.recall(self.host, self.opts.tls_verify is False)
                 if known is not None:

@@ -15,6 +15,7 @@ plain HTTP. An unreadable, corrupt or stale file is ignored (and replaced at the
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -50,6 +51,21 @@ class PingMemo:
         self.ttl = ttl
         self._clock = clock
         self._disk: Optional[dict[str, dict[str, Any]]] = None    # pings.json's entries, read once
+        self._early: dict[tuple[str, Any], "asyncio.Future[Optional[PingResult]]"] = {}
+
+    def early(self, host: str, ssl: Any, fut: "asyncio.Future[Optional[PingResult]]") -> None:
+        """A ping already under way for `host` (bareping, sent before the HTTP client was ready)."""
+        self._early.setdefault((host, ssl), fut)
+
+    def take_early(self, host: str, ssl: Any) -> Optional["asyncio.Future[Optional[PingResult]]"]:
+        return self._early.pop((host, ssl), None)
+
+    async def drop_early(self) -> None:
+        """Cancel the early pings no client took (the session is closing)."""
+        left, self._early = list(self._early.values()), {}
+        for fut in left:
+            fut.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
 
     def get(self, host: str, ssl: Any) -> Optional[PingResult]:
         return self._known.get((host, ssl))

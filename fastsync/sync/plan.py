@@ -130,7 +130,9 @@ class Planner:
             for ref, opts in ((item.source, item.src_opts), (item.destination, item.dst_opts)):
                 if ref.remote_host is not None:
                     wanted.setdefault((ref.remote_host, opts), ref)
-        self.session.http   # the connection pool is made on the loop; the clients share it
+        for (_, opts), ref in wanted.items():
+            ref.warm_up(self.session, opts)   # pings on the wire while aiohttp is imported, in a thread
+        await self.session.open_http()        # the connection pool is made on the loop; the clients share it
         await asyncio.gather(*(asyncio.to_thread(ref.prepare, self.session, opts)
                                for (_, opts), ref in wanted.items()))
 

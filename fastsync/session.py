@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import TYPE_CHECKING, Awaitable, Callable, Optional, TypeVar
 
 from fastsync.errors import FastsyncError
@@ -55,19 +56,47 @@ class Session:
                                                trace_configs=traces)
         return self._http
 
+    async def open_http(self) -> None:
+        """Make the connection pool, aiohttp imported in a thread (the loop stays free meanwhile)."""
+        if self._http is None:
+            from fastsync.registry.tls import import_aiohttp
+
+            await asyncio.to_thread(import_aiohttp)
+        self.http
+
     def registry(self, host: str, opts: TransportOptions) -> "RegistryClient":
         """The client for `host` with these options (one per host and option set, reused across images)."""
         from fastsync.registry.client import RegistryClient
-        from fastsync.registry.pings import PingMemo
 
         key = (host, opts)
         client = self._clients.get(key)
         if client is None:
-            if self._pings is None:
-                self._pings = PingMemo()
-            client = self._clients[key] = RegistryClient(self.http, host, opts, self.options.network, self._pings,
-                                                         self.traffic)
+            client = self._clients[key] = RegistryClient(self.http, host, opts, self.options.network,
+                                                         self.ping_memo(), self.traffic)
         return client
+
+    def ping_memo(self) -> "PingMemo":
+        """The registries' ping answers: this session's, and with a cache directory recent runs'."""
+        if self._pings is None:
+            from fastsync.registry.pings import PingMemo
+
+            root = getattr(self.store, "root", None)
+            self._pings = PingMemo(os.path.join(root, "pings.json") if root else None)
+        return self._pings
+
+    def ping_early(self, host: str, opts: TransportOptions) -> None:
+        """Send `host`'s ping now, without waiting for the HTTP client (aiohttp) to be imported: its
+        first client takes the answer (see registry/bareping). Nothing is sent when this session or
+        a recent run already knows the answer, or when there is no running loop."""
+        from fastsync.registry.bareping import bare_ping
+        from fastsync.registry.tls import ssl_context
+
+        memo, ctx = self.ping_memo(), ssl_context(host.split("/")[0], opts)
+        insecure = opts.tls_verify is False
+        if self._http is not None or memo.get(host, ctx) is not None or memo.recall(host, insecure) is not None:
+            return
+        memo.early(host, ctx, asyncio.ensure_future(bare_ping(host, insecure, ctx, self.options.user_agent,
+                                                               self.options.network, self.traffic)))
 
     def note_retry(self, exc: BaseException, host: Optional[str] = None) -> None:
         """Count a retry in the figures: against the registry whose answer failed (`exc.host`), else
@@ -77,6 +106,8 @@ class Session:
             self.traffic.retried(where)
 
     async def close(self) -> None:
+        if self._pings is not None:
+            await self._pings.drop_early()
         if self._http is not None:
             await self._http.close()
             self._http = None

@@ -58,6 +58,34 @@ def test_sync_imports_only_what_it_runs(tmp_path):
                  "fastsync.engine.schema1", "fastsync.transports.archive", "fastsync.offline") == set()
 
 
+def test_sync_reaches_its_first_request_without_the_engine_or_trust_evaluation(tmp_path):
+    """What is imported when the first connection is opened (an audit hook on socket.connect): the
+    engine, the blob path and the policy evaluation/signature code come later (after the plan's
+    answers, or never for an image whose policy needs no check)."""
+    out = tmp_path / "modules.json"
+    cfg = tmp_path / "sync.yaml"
+    cfg.write_text("127.0.0.1:9:\n  images:\n    app: [v1]\n  tls-verify: false\n")
+    e = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "MODULES_OUT": str(out),
+         "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    code = ("import json, os, sys\n"
+            "def hook(event, args):\n"
+            "    if event == 'socket.connect' and not os.path.exists(os.environ['MODULES_OUT']):\n"
+            "        open(os.environ['MODULES_OUT'], 'w').write(json.dumps(sorted(sys.modules)))\n"
+            "sys.addaudithook(hook)\n"
+            "from fastsync.cli import main\n"
+            "main(sys.argv[1:])\n")
+    proc = subprocess.run([sys.executable, "-c", code, "sync", "--src", "yaml", "--dest", "docker", "--all",
+                           "--dest-tls-verify=false", "--retry-times", "0", str(cfg), "127.0.0.1:9/mirror"],
+                          env=e, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "connection refused" in proc.stderr, proc.stderr[-800:]
+    names = set(json.loads(out.read_text()))
+    assert {"aiohttp", "yaml", "fastsync.sync.plan", "fastsync.registry.client", "fastsync.trust.policy"} <= names
+    assert under(names, "fastsync.engine", "fastsync.core.recompress", "fastsync.core.pipeline", "fastsync.store.memo",
+                 "fastsync.transports.localfs", "fastsync.trust.evaluate", "fastsync.trust.formats",
+                 "fastsync.trust.gpg", "fastsync.trust.lookaside", "fastsync.trust.registries_d",
+                 "fastsync.trust.attachments", "fastsync.attachments.discover") == set()
+
+
 def test_yaml_is_imported_for_a_yaml_source(tmp_path):
     cfg = tmp_path / "sync.yaml"
     cfg.write_text("127.0.0.1:9:\n  images:\n    app: [v1]\n  tls-verify: false\n")
@@ -120,6 +148,24 @@ def test_aiohttp_imported_without_loading_cas_and_with_a_lazy_default_context():
         "assert 'set_default_verify_paths' not in ssl.SSLContext.__dict__\n"
         "print(ssl.create_default_context().cert_store_stats()['x509_ca'] ==\n"
         "      ssl.create_default_context().cert_store_stats()['x509_ca'])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "True", proc.stderr[-800:]
+
+
+def test_a_lazy_context_loads_the_system_cas_even_while_aiohttp_imports_in_a_thread():
+    """import_aiohttp switches SSLContext's CA loads off while it imports; a handshake on the loop at
+    that moment (an early ping) waits for the import to end instead of loading nothing."""
+    code = (
+        "import ssl, sys, threading, time\n"
+        "from fastsync.registry.tls import LazyCAContext, import_aiohttp\n"
+        "system = ssl.create_default_context().cert_store_stats()['x509_ca']\n"
+        "t = threading.Thread(target=import_aiohttp); t.start()\n"
+        "while 'aiohttp' not in sys.modules: time.sleep(0)\n"
+        "ctx = LazyCAContext(ssl.PROTOCOL_TLS_CLIENT); ctx.load_system_cas()\n"
+        "t.join()\n"
+        "print(system > 0 and ctx.cert_store_stats()['x509_ca'] == system)\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)

@@ -48,7 +48,6 @@ def make_trust(ctx: click.Context, remove_signatures: bool, sign_by: Optional[st
                encrypt_layers: tuple[str, ...] = (), decryption_keys: tuple[str, ...] = ()) -> Any:
     """The Trust a copy or sync runs with (policy loaded and signing inputs read before anything moves)."""
     from fastsync.trust.copying import Signer, Trust
-    from fastsync.trust.gpg import read_passphrase_file
 
     gopts: GlobalOptions = ctx.obj["global"]
     policy = load_policy(gopts)
@@ -56,6 +55,8 @@ def make_trust(ctx: click.Context, remove_signatures: bool, sign_by: Optional[st
         raise UsageError("Only one of --sign-by and sign-by-sigstore-private-key can be used with sign-passphrase-file")
     passphrase = ""
     if passphrase_file:
+        from fastsync.trust.gpg import read_passphrase_file
+
         passphrase = read_passphrase_file(passphrase_file)
     elif sigstore_key:
         if not sys.stdin.isatty():

@@ -50,6 +50,7 @@ class RegistryClient:
         self.base: Optional[str] = None
         self._ping_lock = asyncio.Lock()
         self._challenge: Optional[Challenge] = None
+        self._guessed = False              # base and challenge are a remembered answer, not yet confirmed
         # Credentials are looked up once for the registry; only when an auth file has keys naming
         # namespaces of this host (host/org/...) may they differ per repository: then resolved once
         # per repository. One Authenticator (and token cache) per distinct set of credentials.
@@ -103,45 +104,74 @@ class RegistryClient:
             return f"nothing received for {self.net.read_idle_timeout:g}s (--read-idle-timeout)"
         return describe(exc)
 
-    async def ping(self) -> str:
-        """Find the scheme (https, or http when TLS verification is off) and the auth challenge."""
+    async def ping(self, guess: bool = True) -> str:
+        """Find the scheme (https, or http when TLS verification is off) and the auth challenge: this
+        session's answer for the host, else (when `guess`) a recent run's from the cache directory,
+        else GET /v2/ in skopeo's order."""
         if self.base:
             return self.base
-        import aiohttp
-
         async with self._ping_lock:
             if self.base:
                 return self.base
             known = self.pings.get(self.host, self.ssl) if self.pings is not None else None
-            if known is not None:         # another client of this session pinged it, same TLS settings
-                self._challenge = known.challenge
-                self.base = known.base
+            early = self.pings.take_early(self.host, self.ssl) if known is None and self.pings is not None else None
+            if early is not None and (known := await early) is not None:
+                assert self.pings is not None   # an answer of this run (sent before aiohttp was imported)
+                self.pings.put(self.host, self.ssl, known, self.opts.tls_verify is False)
+            if known is None and guess and self.pings is not None:
+                known = self.pings.recall(self.host, self.opts.tls_verify is False)
+                if known is not None:
+                    self.pings.put(self.host, self.ssl, known)
+            if known is not None and (guess or not known.remembered):
+                self._challenge = known.challenge      # another client of this session pinged it, same TLS
+                self.base = known.base                 # settings, or a recent run did (`remembered`)
+                self._guessed = known.remembered
                 return self.base
-            schemes = ["https", "http"] if self.opts.tls_verify is False else ["https"]
-            last: Optional[BaseException] = None
-            for scheme in schemes:
-                url = f"{scheme}://{self.host}/v2/"
-                try:
-                    async with self.http.get(url, ssl=self.ssl if scheme == "https" else None,
-                                                     allow_redirects=False) as resp:
-                        await read_start(resp)
-                        log.debug("GET %s -> %d", url, resp.status)
-                        if resp.status == 401:
-                            self._challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
-                        elif resp.status >= 500 or resp.status in (404, 408, 425, 429):
-                            exc = RegistryError(f"pinging container registry {self.host}: unexpected status "
-                                                f"{resp.status}", resp.status)
-                            exc.retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                            raise exc
-                    self.base = f"{scheme}://{self.host}"
-                    if self.pings is not None:
-                        self.pings.put(self.host, self.ssl, PingResult(self.base, self._challenge))
-                    return self.base
-                except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-                    last = exc
-            hint = " (use --tls-verify=false for a plain-http registry)" \
-                if isinstance(last, aiohttp.ClientSSLError) and self.opts.tls_verify is not False else ""
-            raise NetworkError(f"pinging container registry {self.host}: {self.describe(last)}{hint}")
+            return await self._ping_now()
+
+    async def _ping_now(self) -> str:
+        import aiohttp
+
+        schemes = ["https", "http"] if self.opts.tls_verify is False else ["https"]
+        last: Optional[BaseException] = None
+        self.base, self._challenge, self._guessed = None, None, False
+        for scheme in schemes:
+            url = f"{scheme}://{self.host}/v2/"
+            try:
+                async with self.http.get(url, ssl=self.ssl if scheme == "https" else None,
+                                         allow_redirects=False) as resp:
+                    await read_start(resp)
+                    log.debug("GET %s -> %d", url, resp.status)
+                    if resp.status == 401:
+                        self._challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
+                    elif resp.status >= 500 or resp.status in (404, 408, 425, 429):
+                        exc = RegistryError(f"pinging container registry {self.host}: unexpected status "
+                                            f"{resp.status}", resp.status)
+                        exc.retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                        raise exc
+                self.base = f"{scheme}://{self.host}"
+                if self.pings is not None:
+                    self.pings.put(self.host, self.ssl, PingResult(self.base, self._challenge),
+                                   self.opts.tls_verify is False)
+                return self.base
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                last = exc
+        hint = " (use --tls-verify=false for a plain-http registry)" \
+            if isinstance(last, aiohttp.ClientSSLError) and self.opts.tls_verify is not False else ""
+        raise NetworkError(f"pinging container registry {self.host}: {self.describe(last)}{hint}")
+
+    async def _ping_again(self, tried: PingResult) -> bool:
+        """A request on a remembered ping answer (`tried`) failed as a wrong guess would: forget it and
+        ping for real. True when the answer differs now (the request is worth sending again)."""
+        async with self._ping_lock:
+            if self._guessed and self.base == tried.base:
+                if self.pings is not None:
+                    self.pings.forget(self.host, self.ssl, self.opts.tls_verify is False)
+                await self._ping_now()            # its failure is the error to show
+                for auth in self._auths.values():
+                    auth.challenge = self._challenge
+            assert self.base is not None
+            return not tried.same_answer(PingResult(self.base, self._challenge))
 
     @asynccontextmanager
     async def request(self, method: str, path_or_url: str, scopes: Iterable[str], *,
@@ -163,10 +193,36 @@ class RegistryClient:
                    what: str = "", allow_redirects: bool = True,
                    timeout: Optional["aiohttp.ClientTimeout"] = None) -> "aiohttp.ClientResponse":
         """One request with auth: on 401, answer the challenge and retry once (replayable bodies only).
-        Returns a response whose status is in `ok`; the caller releases it."""
+        Returns a response whose status is in `ok`; the caller releases it. A replayable request sent
+        on a remembered ping answer that fails as a wrong guess would (no connection, TLS or plain
+        HTTP refused, a 400, refused authorization) is sent again after a real ping that answers
+        differently."""
+        replayable = data is None or isinstance(data, (bytes, bytearray))
+        await self.ping(guess=replayable)
+        if not self._guessed:
+            return await self._send(method, path_or_url, scopes, headers, data, params, ok, what, allow_redirects,
+                                    timeout)
+        tried = PingResult(self.base or "", self._challenge)
+        try:
+            resp = await self._send(method, path_or_url, scopes, headers, data, params, ok, what, allow_redirects,
+                                    timeout)
+        except (NetworkError, Unauthorized, RegistryError) as exc:
+            if isinstance(exc, RegistryError) and not isinstance(exc, Unauthorized) and exc.status != 400:
+                raise
+            if not await self._ping_again(tried):
+                raise
+            return await self._send(method, path_or_url, scopes, headers, data, params, ok, what, allow_redirects,
+                                    timeout)
+        if self.base == tried.base:
+            self._guessed = False          # an answer on it: the remembered scheme holds
+        return resp
+
+    async def _send(self, method: str, path_or_url: str, scopes: Iterable[str], headers: Optional[dict[str, str]],
+                    data: Any, params: Optional[dict[str, str]], ok: tuple[int, ...], what: str, allow_redirects: bool,
+                    timeout: Optional["aiohttp.ClientTimeout"]) -> "aiohttp.ClientResponse":
         import aiohttp
 
-        base = await self.ping()
+        base = self.base or await self.ping(guess=False)
         url = path_or_url if "://" in path_or_url else base + path_or_url
         scopes = tuple(scopes)
         authn = await self.authenticator(repo_of(scopes))

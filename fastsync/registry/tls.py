@@ -110,6 +110,9 @@ def ssl_context(host: str, opts: TransportOptions) -> "ssl.SSLContext":
     return ctx
 
 
+_PATCHING = threading.Lock()          # held while import_aiohttp has SSLContext's CA loads switched off
+
+
 class LazyCAContext(ssl.SSLContext):
     """A client context that loads the system CAs just before its first handshake (asyncio and
     uvloop both start TLS through wrap_bio; blocking sockets through wrap_socket)."""
@@ -120,7 +123,7 @@ class LazyCAContext(ssl.SSLContext):
     def load_system_cas(self) -> None:
         if self._cas_loaded:
             return
-        with self._cas_lock:
+        with self._cas_lock, _PATCHING:     # not while import_aiohttp has the CA loads switched off
             if not self._cas_loaded:
                 ssl.SSLContext.load_default_certs(self)
                 self._cas_loaded = True
@@ -153,29 +156,29 @@ def import_aiohttp() -> ModuleType:
     a request that passes no ``ssl=``) is replaced by a `LazyCAContext`. Its default non-verifying
     context checks nothing, so it needs no CAs. An aiohttp without those module globals keeps
     whatever it built (a context without CAs fails verification: it never accepts more)."""
-    mod = sys.modules.get("aiohttp")
-    if mod is not None:
-        return mod
-    cls = ssl.SSLContext
-    names = ("load_default_certs", "set_default_verify_paths")
-    saved = {name: cls.__dict__.get(name) for name in names}     # None: inherited from _ssl._SSLContext
-
     def skip(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
         return None
 
-    for name in names:
-        setattr(cls, name, skip)
-    try:
-        import aiohttp
-        import aiohttp.connector as connector
-    finally:
-        for name, method in saved.items():
-            if method is None:
-                delattr(cls, name)
-            else:
-                setattr(cls, name, method)
-    if isinstance(getattr(connector, "_SSL_CONTEXT_VERIFIED", None), ssl.SSLContext):
-        lazy = LazyCAContext(ssl.PROTOCOL_TLS_CLIENT)
-        lazy.set_alpn_protocols(("http/1.1",))
-        connector._SSL_CONTEXT_VERIFIED = lazy   # type: ignore[attr-defined]
-    return aiohttp
+    with _PATCHING:                    # it may run in a thread while the loop starts TLS (early pings)
+        mod = sys.modules.get("aiohttp")
+        if mod is not None:
+            return mod
+        cls = ssl.SSLContext
+        names = ("load_default_certs", "set_default_verify_paths")
+        saved = {name: cls.__dict__.get(name) for name in names}     # None: inherited from _ssl._SSLContext
+        for name in names:
+            setattr(cls, name, skip)
+        try:
+            import aiohttp
+            import aiohttp.connector as connector
+        finally:
+            for name, method in saved.items():
+                if method is None:
+                    delattr(cls, name)
+                else:
+                    setattr(cls, name, method)
+        if isinstance(getattr(connector, "_SSL_CONTEXT_VERIFIED", None), ssl.SSLContext):
+            lazy = LazyCAContext(ssl.PROTOCOL_TLS_CLIENT)
+            lazy.set_alpn_protocols(("http/1.1",))
+            connector._SSL_CONTEXT_VERIFIED = lazy   # type: ignore[attr-defined]
+        return aiohttp

@@ -25,18 +25,18 @@ from fastsync.model import Digest
 from fastsync.options import GlobalOptions, TransportOptions
 from fastsync.progress import Event, EventSink, emitter
 from fastsync.reference import DockerReference, parse_docker_reference
-from fastsync.store.blobs import Store
 from fastsync.sync.config import syncer_options
 from fastsync.sync.kinds import (DestKind, SourceImage, SourceKind, SyncInput, SyncRequest, docker_image,
                                  repository_images)
 from fastsync.sync.plan import Probe, SyncItem, SyncOptions
-from fastsync.sync.run import SyncResult, run_sync
 from fastsync.session import run
 from fastsync.session import Session
 from fastsync.transports.base import ImageReference
 
 if TYPE_CHECKING:
     from fastsync.registry.stats import TrafficStats
+    from fastsync.store.blobs import Store
+    from fastsync.sync.run import SyncResult
 
 
 SOURCE_KINDS: dict[str, str] = {
@@ -255,6 +255,8 @@ def sync_images(request: SyncRequest, global_options: Optional[GlobalOptions] = 
     inp = SyncInput.of(r)
 
     async def go(session: Session) -> SyncResult:
+        from fastsync.sync.run import run_sync
+
         items = await resolve(session, r.src_kind, r.dest_kind, inp)
         for w in inp.warnings:
             emitter(on_event)(Event("warning", message=w))
@@ -264,4 +266,4 @@ def sync_images(request: SyncRequest, global_options: Optional[GlobalOptions] = 
 
 
 __all__ = ["SyncRequest", "SyncInput", "SourceImage", "DestKind", "SOURCE_KINDS", "DEST_KINDS", "resolve", "sync_images",
-           "destination_name", "SyncItem", "SyncOptions", "SyncResult"]
+           "destination_name", "SyncItem", "SyncOptions"]

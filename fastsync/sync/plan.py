@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Optional
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 
 from fastsync import manifest as mf
 from fastsync.attachments.model import applying
-from fastsync.engine.job import Probed
 from fastsync.errors import DigestMismatch, FastsyncError
 from fastsync.manifest import Manifest, parse_manifest
 from fastsync.model import Descriptor, Digest
 from fastsync.options import CopyOptions, TransportOptions
 from fastsync.session import Session
 from fastsync.transports.base import ImageDestination, ImageReference, ImageSource, RememberedSource
+
+if TYPE_CHECKING:
+    from fastsync.engine.job import Probed      # the engine is imported once the plan is made (sync.run)
 
 # reads the digest the destination holds now (None: nothing there); raises FastsyncError when it cannot
 # tell (unreachable, no rights): the copy then asks again and says why
@@ -128,7 +130,9 @@ class Planner:
             for ref, opts in ((item.source, item.src_opts), (item.destination, item.dst_opts)):
                 if ref.remote_host is not None:
                     wanted.setdefault((ref.remote_host, opts), ref)
-        self.session.http   # the connection pool is made on the loop; the clients share it
+        for (_, opts), ref in wanted.items():
+            ref.warm_up(self.session, opts)   # pings on the wire while aiohttp is imported, in a thread
+        await self.session.open_http()        # the connection pool is made on the loop; the clients share it
         await asyncio.gather(*(asyncio.to_thread(ref.prepare, self.session, opts)
                                for (_, opts), ref in wanted.items()))
 
@@ -166,6 +170,8 @@ class Planner:
             p.blobs = tuple(seen.values())
             if probe is not None:
                 p.digest = top.digest if (top.is_index and copy.multi_arch == "all") else chosen[0].digest
+                from fastsync.engine.job import Probed
+
                 try:
                     p.probed = Probed(await probe)
                 except FastsyncError:
@@ -210,8 +216,8 @@ class Planner:
                 cached = store.manifest(known.digest) if known else None
                 if known and cached is not None:
                     now = await src.head_manifest()
-                    if now == known.digest:
-                        store.remember(name, known.digest, known.media_type)
+                    if now == known.digest:       # when it was last checked (cache ls --refs), off the loop
+                        await asyncio.to_thread(store.remember, name, known.digest, known.media_type)
                         return cached, known.media_type or parse_manifest(cached).media_type
         raw, mt = await src.get_manifest()
         if store is not None and dref is not None:

@@ -8,14 +8,16 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from fastsync.engine.job import ImageResult, Job
 from fastsync.errors import FastsyncError
 from fastsync.progress import Event, EventSink, emitter
 from fastsync.session import Session
 from fastsync.sync.limits import Limits
 from fastsync.sync.plan import PlannedImage, PlannedReference, Planner, SyncItem, SyncOptions
+
+if TYPE_CHECKING:
+    from fastsync.engine.job import ImageResult
 
 
 @dataclass
@@ -37,6 +39,8 @@ async def run_sync(session: Session, items: list[SyncItem], options: SyncOptions
     t0 = time.monotonic()
     emit = emitter(on_event)
     plan = await Planner(session, options).plan(items)
+    from fastsync.engine.job import ImageResult       # not needed before the first requests are out
+
     todo = [p for p in plan if not p.up_to_date and not p.error]
     nbytes = sum(max(d.size, 0) for d in {d.digest: d for p in todo for d in p.blobs}.values())
     failed = sum(1 for p in plan if p.error)
@@ -65,6 +69,8 @@ async def run_sync(session: Session, items: list[SyncItem], options: SyncOptions
 
 async def _copy_all(session: Session, plan: list[PlannedImage], results: dict[int, ImageResult],
                     options: SyncOptions, on_event: Optional[EventSink], out: SyncResult) -> None:
+    from fastsync.engine.job import ImageResult, Job
+
     emit = emitter(on_event)
     limits = Limits(options.jobs, options.max_jobs)
     job = Job(session, options.copy, on_event, gate=limits.gate)

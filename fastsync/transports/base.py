@@ -59,6 +59,10 @@ class ImageReference(ABC):
         """Set up, ahead of time and off the event loop, what opening this image will need (a
         registry client's TLS context, say). Blocking; optional."""
 
+    def warm_up(self, session: "Session", opts: "TransportOptions") -> None:
+        """Start, on the event loop and before the session's HTTP client exists, what opening this
+        image will wait for on the network (a registry's ping). Must not block; optional."""
+
     @abstractmethod
     async def open_source(self, session: "Session", opts: "TransportOptions") -> "ImageSource": ...
 

@@ -64,6 +64,9 @@ class DockerImageReference(ImageReference):
     def prepare(self, session: "Session", opts: "TransportOptions") -> None:
         self.client(session, opts)
 
+    def warm_up(self, session: "Session", opts: "TransportOptions") -> None:
+        session.ping_early(self.ref.registry, opts)
+
     async def open_source(self, session: "Session", opts: "TransportOptions") -> "DockerSource":
         return DockerSource(self, self.client(session, opts))
 

@@ -8,25 +8,27 @@
 `check` reads the image's signatures and evaluates the policy for each single image the copy will
 write (an index's chosen instance, or with --all every instance) before any blob moves; it raises
 PolicyRejected. `put_signatures` writes the carried signatures (unless --remove-signatures) and the
-new ones (--sign-by, --sign-by-sigstore-private-key) where the destination transport keeps them."""
+new ones (--sign-by, --sign-by-sigstore-private-key) where the destination transport keeps them.
+
+Making a Trust (before anything moves: the policy is read then) imports no more of trust/ than the
+policy: evaluation, signature formats, lookaside, attachments and GPG are imported by the hooks that
+use them, so a sync whose images need no check (insecureAcceptAnything) never loads them."""
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from fastsync.errors import FastsyncError, Unsupported
 from fastsync.manifest import Manifest, choose_instance, host_platform, manifest_digest, parse_manifest, target_type_for
 from fastsync.model import Digest
 from fastsync.transports.base import ForwardingSource, RememberedSource
-from fastsync.trust import payload as pl
-from fastsync.trust import registries_d
-from fastsync.trust.evaluate import Scope, check_image, scope_of
-from fastsync.trust.attachments import read_attachments, write_attachments
-from fastsync.trust.formats import Signature, SimpleSigning, Sigstore, from_blob, to_blob
-from fastsync.trust.gpg import Keyring
-from fastsync.trust.lookaside import UNSUPPORTED, read_lookaside, unsupported, write_lookaside
 from fastsync.trust.policy import InsecureAcceptAnything, Policy, PolicyRejected
+
+if TYPE_CHECKING:
+    from fastsync.trust.evaluate import Scope
+    from fastsync.trust.formats import Signature
+    from fastsync.trust.registries_d import RegistriesD
 
 
 @dataclass(frozen=True)
@@ -95,13 +97,19 @@ class Trust:
         return CryptSource(src, self.encrypt, self.decrypt, getattr(options, "multi_arch", "system"),
                            getattr(options, "platform", None), session.options.tmpdir)
 
-    def _config(self) -> registries_d.RegistriesD:
+    def _config(self) -> RegistriesD:
+        from fastsync.trust import registries_d
+
         if "config" not in self._loaded:
             self._loaded["config"] = registries_d.load(self.registries_d)
         return self._loaded["config"]
 
     async def _read(self, session: Any, scope: Scope, src: Any, digest: Digest,
                     instance: Optional[Digest]) -> tuple[Signature, ...]:
+        from fastsync.trust.attachments import read_attachments
+        from fastsync.trust.formats import from_blob
+        from fastsync.trust.lookaside import read_lookaside
+
         attached: list[Signature] = []
         if scope.transport == "docker" and scope.docker_reference is not None:
             config = self._config()
@@ -120,6 +128,8 @@ class Trust:
 
     async def _checked(self, session: Any, scope: Scope, src: Any, man: Manifest,
                        instance: Optional[Digest]) -> tuple[Signature, ...]:
+        from fastsync.trust.evaluate import check_image
+
         sigs = await self._read(session, scope, src, man.digest, instance)
         check_image(self.policy, scope, man.raw, sigs)
         return () if self.remove_signatures else sigs
@@ -127,6 +137,9 @@ class Trust:
     async def check(self, session: Any, src_ref: Any, src: Any, dst_ref: Any, options: Any) -> Carried:
         """Evaluate the policy for what the copy will write; returns the signatures to carry. Fails
         early, too, when the copy could not sign or store its signatures at `dst_ref`."""
+        from fastsync.trust.formats import Sigstore
+        from fastsync.trust.lookaside import UNSUPPORTED, unsupported
+
         carried = await self._check(session, src_ref, src, options)
         self._unmodified(carried, options)
         wanted = self.signer.signs or carried.top or any(carried.instances.values())
@@ -168,6 +181,8 @@ class Trust:
                 raise Unsupported("Layers must be recompressed to be written to destination," + reason)
 
     def _attachments(self, ref: Any) -> bool:
+        from fastsync.trust.evaluate import scope_of
+
         scope = scope_of(ref)
         return self._config().use_sigstore_attachments(scope.identity, scope.namespaces)
 
@@ -185,6 +200,8 @@ class Trust:
         return carried
 
     async def _check_read(self, session: Any, src_ref: Any, src: Any, options: Any) -> Carried:
+        from fastsync.trust.evaluate import scope_of
+
         raw, mt = await src.get_manifest()
         top = parse_manifest(raw, mt)
         scope = scope_of(src_ref)
@@ -209,6 +226,10 @@ class Trust:
         s = self.signer
         if not s.signs:
             return []
+        from fastsync.trust import payload as pl
+        from fastsync.trust.formats import SimpleSigning
+        from fastsync.trust.gpg import Keyring
+
         identity = self._identity(dst_ref)
         digest = str(manifest_digest(final.raw))
         out: list[Signature] = []
@@ -229,6 +250,10 @@ class Trust:
     async def _put_registry(self, scope: Scope, dst: Any, by_digest: list[tuple[Digest, list[Signature]]]) -> None:
         """Sigstore signatures become attachments (when registries.d enables them, else an error, as in
         containers/image); the others go to the lookaside."""
+        from fastsync.trust.attachments import write_attachments
+        from fastsync.trust.formats import Sigstore, to_blob
+        from fastsync.trust.lookaside import write_lookaside
+
         config = self._config()
         for digest, sigs in by_digest:
             attached = [s for s in sigs if isinstance(s, Sigstore)]
@@ -255,6 +280,10 @@ class Trust:
         top += await self._new(dst_ref, final)
         if not top and not instances:
             return
+        from fastsync.trust.evaluate import scope_of
+        from fastsync.trust.formats import to_blob
+        from fastsync.trust.lookaside import unsupported
+
         scope = scope_of(dst_ref)
         try:
             if scope.transport == "docker" and scope.docker_reference is not None:
@@ -290,6 +319,8 @@ def load_signing_key(path: str, passphrase: bytes) -> Any:
 
 def check_gpg_key(key: str) -> None:
     """Fail before anything moves when the GPG signing key is not in the keyring."""
+    from fastsync.trust.gpg import Keyring
+
     if not Keyring().has_secret_key(key):
         raise FastsyncError(f"creating signature: signing: no secret key {key} in the GPG keyring")
 

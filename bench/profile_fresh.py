@@ -26,7 +26,7 @@ from support.registry import Registry
 
 from . import corpus as corpus_mod
 from .cputime import cpu_delta, side_cpu, track
-from .harness import Bench, fastsync, floor, run_measured
+from .harness import Bench, base_env, fastsync, floor, run_measured
 
 OUT = Path(__file__).resolve().parent / "out"
 _REQ = re.compile(r'http.request.method=(\w+) .*?http.request.uri="?([^" ]*)"?.*?http.response.status=(\d+)')
@@ -86,7 +86,7 @@ def main() -> int:
                                     *shlex.split(args.extra), str(yaml), f"{dest}/mirror")
                 if args.wrap:
                     argv = shlex.split(args.wrap) + argv[1:]
-                env = __import__("bench.harness", fromlist=["base_env"]).base_env()
+                env = base_env()
                 env["XDG_CACHE_HOME"] = str(work / "cache")
                 env["TMPDIR"] = str(work / "tmp")
                 (work / "tmp").mkdir()

@@ -254,15 +254,15 @@ def test_the_cache_write_runs_behind_the_stream_in_order() -> None:
     written: list[bytes] = []
     gate = threading.Event()
 
-    def sink(chunk: bytes) -> None:
+    def sink(batch: list[bytes]) -> None:
         gate.wait(5)
-        written.append(chunk)
+        written.extend(batch)
 
     async def go() -> list[bytes]:
         async def chunks():  # noqa: ANN202
             for i in range(5):
                 yield bytes([i]) * 10
-        out, stream = [], tee(chunks(), sink, lag=1000)
+        out, stream = [], tee(chunks(), sink, lag=1000, batch=20)
         for _ in range(5):
             out.append(await stream.__anext__())      # handed on while the sink has written nothing
         assert written == []

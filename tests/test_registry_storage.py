@@ -250,53 +250,34 @@ def test_images_named_by_digest_are_written_untagged_and_read_back(sample_dirs, 
     assert_one_line_error(proc, "names digest", code=1)
 
 
-def _record_fsyncs(monkeypatch: pytest.MonkeyPatch, events: list[tuple[str, str]]) -> None:
-    from fastsync.transports import durable
+def test_concurrent_tag_commits_share_syncfs_calls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Group commit: 40 images committing at once cost a few syncfs calls, and every caller returns
+    only after a syncfs that started after it asked."""
+    import threading
+    import time as _time
 
-    real = durable.fsync_path
-
-    def fsync_path(path: str, directory: bool = False) -> None:
-        events.append(("fsync", os.path.abspath(path)))
-        real(path, directory)
-    monkeypatch.setattr(durable, "fsync_path", fsync_path)
-
-
-def test_everything_a_tag_names_is_fsynced_before_its_links(monkeypatch: pytest.MonkeyPatch, sample_dirs,
-                                                           sample_images, tmp_path: Path) -> None:
-    """Crash safety without syncfs: before a tag's links are written, every file its manifest needs
-    (blob data, manifest blobs, _layers and revision links) and every directory from the root to each
-    were fsynced; the tag's links and their directories are fsynced after them."""
     from fastsync.transports.storage import destination as storage_dest
 
-    events: list[tuple[str, str]] = []
-    _record_fsyncs(monkeypatch, events)
-    real_link = storage_dest.write_link
+    starts: list[float] = []
 
-    def write_link(layout, path: str, digest) -> None:  # noqa: ANN001
-        events.append(("link", path))
-        real_link(layout, path, digest)
-    monkeypatch.setattr(storage_dest, "write_link", write_link)
-    root = (tmp_path / "root").resolve()
-    store = Store(str(tmp_path / "cache"))
-    for name in ("multiarch", "v2s2", "shared"):      # the second and third find blobs already in place
-        events.clear()
-        copy_image(f"dir:{sample_dirs / name}", storage(root, name), CopyOptions(multi_arch="all"), store=store)
-        image = sample_images[name]
-        repo, tag = images.sample_repo(name)
-        base = root / V2 / "repositories" / repo
-        tag_dir = base / "_manifests/tags" / tag
-        at = next(i for i, (kind, p) in enumerate(events) if kind == "link" and p == str(tag_dir / "current/link"))
-        before = {p for kind, p in events[:at] if kind == "fsync"}
-        after = {p for kind, p in events[at:] if kind == "fsync"}
-        digests = [Digest.parse(d) for d in [*image.all_blobs(), image.digest]]
-        needed = [root / V2 / "blobs/sha256" / d.hex[:2] / d.hex / "data" for d in digests]
-        needed += [p for p in base.rglob("link") if tag_dir not in p.parents]
-        assert len(needed) > len(digests)
-        for p in needed:
-            assert p.is_file() and str(p) in before, f"{p} not fsynced before the tag link"
-            for d in p.parents:
-                assert str(d) in before, f"directory {d} not fsynced before the tag link"
-                if d == root:
-                    break
-        for p in (tag_dir / "current/link", tag_dir / "current", tag_dir, tag_dir / "index"):
-            assert str(p) in after, f"{p} not fsynced after the tag link"
+    def slow_syncfs(root: str) -> None:
+        starts.append(_time.monotonic())
+        _time.sleep(0.05)
+    monkeypatch.setattr(storage_dest, "_syncfs_now", slow_syncfs)
+    monkeypatch.setattr(storage_dest, "_GROUPS", {})
+    asked: list[tuple[float, float]] = []
+    barrier = threading.Barrier(40)
+
+    def commit() -> None:
+        barrier.wait()
+        t0 = _time.monotonic()
+        storage_dest.flush_tree(str(tmp_path))
+        asked.append((t0, _time.monotonic()))
+    threads = [threading.Thread(target=commit) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(asked) == 40 and 1 <= len(starts) <= 10      # one each would be 40
+    for t0, t1 in asked:
+        assert any(t0 <= s and s + 0.05 <= t1 for s in starts)

@@ -112,10 +112,10 @@ class DirDestination(ImageDestination):
     running (a blob's thread cannot be stopped), then removes what was not committed; writes that
     start after `close` fail instead of recreating the directory.
 
-    Nothing is synced while the image is written: the commit fsyncs every file of the staging
-    directory (blobs linked from the cache find clean inodes) and the directory itself, renames it
-    into place and fsyncs the parent, all in one thread. An image directory that survives a crash
-    therefore holds all its files, complete."""
+    Nothing is synced while the image is written: the commit fsyncs every file written into the
+    staging directory (not the blobs hardlinked from the store: a blob is durable before the store
+    takes it) and the directory itself, renames it into place and fsyncs the parent, all in one
+    thread. An image directory that survives a crash therefore holds all its files, complete."""
 
     capabilities = Capabilities(accepts_files=True)
 
@@ -164,7 +164,8 @@ class DirDestination(ImageDestination):
     async def put_blob_file(self, desc: Descriptor, path: str, link: bool) -> None:
         async with self._writing():
             await place_file(path, self._blob(desc), link)
-            self._pending.add(self._blob(desc))
+            if not link:        # a link is of the store's inode, synced before the store took it
+                self._pending.add(self._blob(desc))
 
     async def put_manifest(self, man: "Manifest", instance: bool = False) -> None:
         async with self._writing():

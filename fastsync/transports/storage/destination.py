@@ -4,25 +4,21 @@ Order keeps the tree valid for a registry started at any moment: blob data first
 the store or a pool tree, or streamed to a temp name and renamed), then per manifest its blob,
 the `_layers` links of everything it references and its revision link (index children before the
 index), and at commit the tag's index entry and finally `current/link`. Nothing is written under
-`_uploads`. Link files hold the bare digest, no newline, written to a temp name and renamed.
-Nothing is synced while an image is written; before its tag links, one batch of fsyncs
-(fastsync.transports.durable) makes durable every file the tag will name (blob data, manifest
-blobs, `_layers` and revision links, also those found already in place: another image of the run
-may have written them) and every directory entry on their way from the root; then the tag's two
-links and their directories. A crash never leaves a tag naming missing or unsynced content.
+`_uploads`. Link files hold the bare digest, no newline, written to a temp name and renamed;
+one syncfs(2) of the tree's filesystem before each tag link makes what the tag names durable.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
-from typing import TYPE_CHECKING, AsyncIterator, Optional
+from typing import TYPE_CHECKING, AsyncIterator, Callable, Optional
 
 from fastsync.core import native
 from fastsync.errors import FastsyncError, Unsupported
 from fastsync.manifest import schema1_payload
 from fastsync.model import Descriptor, Digest
 from fastsync.transports.base import Capabilities, ImageDestination
-from fastsync.transports.durable import Pending
 from fastsync.transports.localfs import blob_exists, in_thread, place_file, stream_to_file
 from fastsync.transports.storage.layout import Layout
 
@@ -40,7 +36,7 @@ def stored_bytes(man: "Manifest") -> bytes:
 
 
 def write_file(path: str, data: bytes) -> None:
-    """Write `path` via a temp name and rename (visible whole or not at all; made durable at the commit)."""
+    """Write `path` via a temp name and rename (visible whole or not at all; made durable by `flush_tree`)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"
     try:
@@ -66,6 +62,83 @@ def write_link(layout: Layout, path: str, digest: Digest) -> None:
     write_file(path, str(digest).encode())
 
 
+def _syncfs() -> Optional[Callable[[int], int]]:
+    try:
+        return ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+
+
+_SYNCFS = _syncfs()
+
+
+def _syncfs_now(root: str) -> None:
+    if _SYNCFS is None:
+        os.sync()
+        return
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _SYNCFS(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), root)
+    finally:
+        os.close(fd)
+
+
+class _GroupSync:
+    """Group commit: a caller waits for one syncfs that *starts* after its call, and callers that
+    arrive while one runs share the next. Many images committing at once cost two or three syncfs
+    calls, not one each (each may wait for other processes' writeback of the same filesystem)."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.started = 0      # generations of syncfs begun
+        self.done = 0         # the newest generation finished
+        self.running = False
+        self.error: dict[int, OSError] = {}
+
+    def flush(self, root: str) -> None:
+        with self.cond:
+            target = self.started + 1
+            while self.done < target:
+                if self.running:
+                    self.cond.wait()
+                    continue
+                self.running = True
+                self.started += 1
+                gen = self.started
+                self.cond.release()
+                err: Optional[OSError] = None
+                try:
+                    _syncfs_now(root)
+                except OSError as exc:
+                    err = exc
+                finally:
+                    self.cond.acquire()
+                    self.running = False
+                    self.done = gen
+                    if err is not None:
+                        self.error[gen] = err
+                    self.cond.notify_all()
+            err = self.error.get(self.done) if self.done == target else None
+        if err is not None:
+            raise err
+
+
+_GROUPS: dict[int, _GroupSync] = {}
+_GROUPS_LOCK = threading.Lock()
+
+
+def flush_tree(root: str) -> None:
+    """Make everything written under `root` durable before a tag points at it: one syncfs(2) of the
+    tree's filesystem instead of an fsync per small link file (os.sync where syncfs is missing),
+    shared by concurrent callers on the same filesystem."""
+    dev = os.stat(root).st_dev
+    with _GROUPS_LOCK:
+        group = _GROUPS.setdefault(dev, _GroupSync())
+    group.flush(root)
+
+
 def current_digest(layout: Layout, name: str, tag: str) -> Optional[Digest]:
     """The digest tag `name:tag` points at, when the tree holds that manifest (else None)."""
     try:
@@ -88,7 +161,6 @@ class StorageDestination(ImageDestination):
         self.pool: Optional[Layout] = ref.pool
         self.name = ref.name
         self.top: Optional[Digest] = None
-        self._pending = Pending(self.layout.root)     # what the tag will name: flushed before its links
 
     @property
     def blob_namespace(self) -> str:
@@ -150,10 +222,6 @@ class StorageDestination(ImageDestination):
         links = [(lay.layer_link(name, d.digest), d.digest) for d in man.blobs()]
         links.append((lay.revision_link(name, man.digest), man.digest))      # after the blobs' links
         await self._in_thread(lambda: [write_link(lay, p, d) for p, d in links])
-        # what the tag will name, also what was in place already (another image of this run may
-        # have written it, not yet durable): flushed before the tag's links (commit)
-        self._pending.add(lay.blob_data(man.digest), *(lay.blob_data(d.digest) for d in man.blobs()),
-                          *(p for p, _ in links))
         if not instance:
             self.top = man.digest
 
@@ -162,25 +230,17 @@ class StorageDestination(ImageDestination):
         await in_thread(fn)
 
     async def commit(self) -> None:
-        ref = self.reference
+        ref, lay = self.reference, self.layout
         if self.top is None:
             raise FastsyncError(f"{ref}: nothing to commit (no manifest was written)")
         if ref.digest:
             if ref.digest != self.top:
                 raise Unsupported(f"destination {ref} names digest {ref.digest}, but the manifest written is "
                                   f"{self.top}")
-            await self._in_thread(self._pending.flush)
+            await self._in_thread(lambda: flush_tree(lay.root))
             return
         assert ref.tag
         top, tag = self.top, ref.tag
-        await self._in_thread(lambda: self._tag(tag, top))
-
-    def _tag(self, tag: str, top: Digest) -> None:
-        """Everything the tag names made durable, then its index entry and `current/link`, made durable too."""
-        lay = self.layout
-        self._pending.flush()
-        index, current = lay.tag_index(self.name, tag, top), lay.tag_current(self.name, tag)
-        write_link(lay, index, top)
-        write_link(lay, current, top)
-        self._pending.add(index, current)
-        self._pending.flush()
+        await self._in_thread(lambda: (flush_tree(lay.root),
+                                       write_link(lay, lay.tag_index(self.name, tag, top), top),
+                                       write_link(lay, lay.tag_current(self.name, tag), top)))

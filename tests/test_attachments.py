@@ -378,3 +378,23 @@ def test_sync_yaml_sets_attachments_per_registry(registry, fresh_registry, signe
     cfg.write_text(f"{registry.host}:\n  attachments: maybe\n  images:\n    {signed.repo}: ['1']\n")
     assert_one_line_error(fastsync("sync", "-s", "yaml", "-d", "docker", str(cfg), f"{fresh_registry.host}/x"),
                           "attachments must be true, false or a list of artifact types", code=1)
+
+
+def test_images_without_attachments_cost_one_tag_listing_per_repository(seeded_registry, tmp_path: Path) -> None:
+    """Discovery at a registry source lists each repository's tags once and asks for no cosign or
+    fallback tag it does not list; a host without the referrers API is asked once per job."""
+    from support import images
+    from support.proxy import TamperProxy
+
+    names = ("v2s2", "oci", "zstd")
+    with TamperProxy(seeded_registry.url) as src:
+        cfg = tmp_path / "sync.yaml"
+        repos = [images.sample_repo(n) for n in names]
+        cfg.write_text(f"{src.host}:\n  tls-verify: false\n  images:\n"
+                       + "".join(f"    {repo}: [{tag}]\n" for repo, tag in repos))
+        ok(fastsync("sync", "-q", "--cache", str(tmp_path / "cache"), "--src", "yaml", "--dest", "dir", str(cfg),
+                    str(tmp_path / "out")))
+        seen = [(r.method, r.path.split("?")[0]) for r in src.requests]
+    assert sorted(p for m, p in seen if p.endswith("/tags/list")) == sorted(f"/v2/{r}/tags/list" for r, _ in repos)
+    assert [p for m, p in seen if "/manifests/sha256-" in p] == []       # no .sig/.att/.sbom/fallback GETs
+    assert len([p for m, p in seen if "/referrers/" in p]) == 1

@@ -10,7 +10,7 @@ from fastsync.errors import FastsyncError, NotFound, no_space
 from fastsync.manifest import parse_manifest
 from fastsync.model import Descriptor, Digest
 from fastsync.transports.base import Capabilities, ImageDestination, ImageSource, PathReference, file_chunks
-from fastsync.transports.durable import Pending, fsync_path
+from fastsync.transports import durable
 from fastsync.transports.localfs import StagedDir, blob_exists, checked_file, in_thread, place_file, stream_to_file
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ class DirDestination(ImageDestination):
         self._writes = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._pending = Pending(self.stage.path)
+        self._pending = durable.Pending(self.stage.path)
         try:
             self._put(os.path.join(self.stage.path, "version"), VERSION)
         except BaseException:
@@ -186,7 +186,7 @@ class DirDestination(ImageDestination):
     def _commit(self) -> None:
         self._pending.flush()       # every file, then the staging directory's entries
         self.stage.commit()
-        fsync_path(os.path.dirname(self.stage.final), directory=True)
+        durable.fsync_path(os.path.dirname(self.stage.final), directory=True)
 
     async def close(self) -> None:
         self._closed = True

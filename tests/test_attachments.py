@@ -398,3 +398,24 @@ def test_images_without_attachments_cost_one_tag_listing_per_repository(seeded_r
     assert sorted(p for m, p in seen if p.endswith("/tags/list")) == sorted(f"/v2/{r}/tags/list" for r, _ in repos)
     assert [p for m, p in seen if "/manifests/sha256-" in p] == []       # no .sig/.att/.sbom/fallback GETs
     assert len([p for m, p in seen if "/referrers/" in p]) == 1
+
+
+def test_a_repository_listed_in_more_than_one_page_has_each_tag_asked_for(monkeypatch, registry, fresh_registry,
+                                                                         signed: Signed) -> None:
+    """Discovery takes one page of the tag list only: when there are more pages, the cosign tags are
+    asked for one by one, and the attachments still travel."""
+    from fastsync.api import copy_image
+    from fastsync.attachments import discover
+    from fastsync.attachments.model import AttachmentOptions
+    from fastsync.options import CopyOptions, TransportOptions
+    from support.proxy import TamperProxy
+
+    monkeypatch.setattr(discover, "LISTING_PAGE", 1)       # the signed repository has more tags than that
+    plain = TransportOptions(tls_verify=False)
+    with TamperProxy(registry.url) as src:
+        copy_image(f"docker://{src.host}/{signed.repo}:1", f"docker://{fresh_registry.host}/paged/app:1",
+                   CopyOptions(attachments=AttachmentOptions(required=True)), src_opts=plain, dst_opts=plain)
+        seen = [r.path for r in src.requests]
+    assert [p for p in seen if "/tags/list" in p] == [f"/v2/{signed.repo}/tags/list?n=1"]
+    assert any(p.endswith(f"/manifests/{ca.tag_of(signed.image.digest, 'sig')}") for p in seen)
+    assert_all_there(fresh_registry, "paged/app", signed)

@@ -39,8 +39,8 @@ MAX_INDEX_ENTRIES = 10000
 class SourceFacts:
     """What one job learns about its sources' registries, shared by every image's discovery so that
     an image without attachments costs one request, not five: each repository's tags, listed once
-    (a cosign or fallback tag not listed is not asked for; a repository that cannot be listed has
-    each tag asked for), and whether a host has the referrers API, asked once (a registry with the
+    (a cosign or fallback tag not listed is not asked for; a repository that cannot be listed in
+    one page of LISTING_PAGE has each tag asked for), and whether a host has the referrers API, asked once (a registry with the
     API never answers it 404: OCI distribution 1.1). Only for reading sources: a destination's
     tags change while the job writes them."""
 
@@ -76,11 +76,15 @@ class SourceFacts:
         return answer
 
 
+LISTING_PAGE = 1000     # a repository with more tags than one page of this size has each tag asked for
+
+
 async def _listed_tags(client: "RegistryClient", repo: str) -> Optional[frozenset[str]]:
     try:
-        return frozenset(await client.list_tags(repo))
+        tags = await client.tags_if_one_page(repo, LISTING_PAGE)
     except Exception:      # noqa: BLE001 - not listable (permissions, a cap, a fault): each tag is
         return None        # asked for instead, and that request reports what is wrong
+    return frozenset(tags) if tags is not None else None
 
 
 class Reader:

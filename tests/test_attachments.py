@@ -380,3 +380,44 @@ def test_sync_yaml_sets_attachments_per_registry(registry, fresh_registry, signe
     cfg.write_text(f"{registry.host}:\n  attachments: maybe\n  images:\n    {signed.repo}: ['1']\n")
     assert_one_line_error(fastsync("sync", "-s", "yaml", "-d", "docker", str(cfg), f"{fresh_registry.host}/x"),
                           "attachments must be true, false or a list of artifact types", code=1)
+
+
+def test_images_without_attachments_cost_one_tag_listing_per_repository(seeded_registry, tmp_path: Path) -> None:
+    """Discovery at a registry source lists each repository's tags once and asks for no cosign or
+    fallback tag it does not list; a host without the referrers API is asked once per job."""
+    from support import images
+    from support.proxy import TamperProxy
+
+    names = ("v2s2", "oci", "zstd")
+    with TamperProxy(seeded_registry.url) as src:
+        cfg = tmp_path / "sync.yaml"
+        repos = [images.sample_repo(n) for n in names]
+        cfg.write_text(f"{src.host}:\n  tls-verify: false\n  images:\n"
+                       + "".join(f"    {repo}: [{tag}]\n" for repo, tag in repos))
+        ok(fastsync("sync", "-q", "--cache", str(tmp_path / "cache"), "--src", "yaml", "--dest", "dir", str(cfg),
+                    str(tmp_path / "out")))
+        seen = [(r.method, r.path.split("?")[0]) for r in src.requests]
+    assert sorted(p for m, p in seen if p.endswith("/tags/list")) == sorted(f"/v2/{r}/tags/list" for r, _ in repos)
+    assert [p for m, p in seen if "/manifests/sha256-" in p] == []       # no .sig/.att/.sbom/fallback GETs
+    assert len([p for m, p in seen if "/referrers/" in p]) == 1
+
+
+def test_a_repository_listed_in_more_than_one_page_has_each_tag_asked_for(monkeypatch, registry, fresh_registry,
+                                                                         signed: Signed) -> None:
+    """Discovery takes one page of the tag list only: when there are more pages, the cosign tags are
+    asked for one by one, and the attachments still travel."""
+    from fastsync.api import copy_image
+    from fastsync.attachments import discover
+    from fastsync.attachments.model import AttachmentOptions
+    from fastsync.options import CopyOptions, TransportOptions
+    from support.proxy import TamperProxy
+
+    monkeypatch.setattr(discover, "LISTING_PAGE", 1)       # the signed repository has more tags than that
+    plain = TransportOptions(tls_verify=False)
+    with TamperProxy(registry.url) as src:
+        copy_image(f"docker://{src.host}/{signed.repo}:1", f"docker://{fresh_registry.host}/paged/app:1",
+                   CopyOptions(attachments=AttachmentOptions(required=True)), src_opts=plain, dst_opts=plain)
+        seen = [r.path for r in src.requests]
+    assert [p for p in seen if "/tags/list" in p] == [f"/v2/{signed.repo}/tags/list?n=1"]
+    assert any(p.endswith(f"/manifests/{ca.tag_of(signed.image.digest, 'sig')}") for p in seen)
+    assert_all_there(fresh_registry, "paged/app", signed)

@@ -22,7 +22,7 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from fastsync.attachments.discover import Reader, Warn, discover
+from fastsync.attachments.discover import Reader, SourceFacts, Warn, discover
 from fastsync.attachments.model import SIGNATURE, Attachment, AttachmentOptions
 from fastsync.attachments.write import Writer
 from fastsync.errors import FastsyncError, Unsupported
@@ -44,12 +44,17 @@ class Carrier:
         self.session = session
         self.warn = warn
         self.locks: dict[Any, asyncio.Lock] = {}
+        self.facts = SourceFacts()      # the sources' tag lists and referrers APIs, learnt once per job
+
+    def prefetch(self, src_ref: "ImageReference", src: "ImageSource", src_opts: "TransportOptions") -> None:
+        """A copy that will carry attachments has opened its source: what `carry` will ask first starts now."""
+        Reader(self.session, src_ref, src_opts, src, self.facts).prefetch()
 
     async def carry(self, options: AttachmentOptions, src_ref: "ImageReference", src: "ImageSource",
                     src_opts: "TransportOptions", dst_ref: "ImageReference", dst: "ImageDestination",
                     dst_opts: "TransportOptions", written: dict[Digest, Digest], move_blob: MoveBlob
                     ) -> list[Attachment]:
-        reader = Reader(self.session, src_ref, src_opts, src)
+        reader = Reader(self.session, src_ref, src_opts, src, self.facts)
         found = await asyncio.gather(*(discover(reader, d, options, self.warn) for d in written))
         atts = [a for group in found for a in group]
         if not atts:

@@ -36,13 +36,72 @@ Warn = Callable[[str], None]
 MAX_INDEX_ENTRIES = 10000
 
 
+class SourceFacts:
+    """What one job learns about its sources' registries, shared by every image's discovery so that
+    an image without attachments costs one request, not five: each repository's tags, listed once
+    (a cosign or fallback tag not listed is not asked for; a repository that cannot be listed in
+    one page of LISTING_PAGE has each tag asked for), and whether a host has the referrers API, asked once (a registry with the
+    API never answers it 404: OCI distribution 1.1). Only for reading sources: a destination's
+    tags change while the job writes them."""
+
+    def __init__(self) -> None:
+        self._tags: dict[tuple[str, str], asyncio.Future[Optional[frozenset[str]]]] = {}
+        self._api: dict[str, asyncio.Future[bool]] = {}
+
+    def start(self, client: "RegistryClient", repo: str) -> "asyncio.Future[Optional[frozenset[str]]]":
+        """The listing of `repo`'s tags, started now if it was not."""
+        key = (client.host, repo)
+        if key not in self._tags:
+            self._tags[key] = asyncio.ensure_future(_listed_tags(client, repo))
+        return self._tags[key]
+
+    async def tags(self, client: "RegistryClient", repo: str) -> Optional[frozenset[str]]:
+        return await asyncio.shield(self.start(client, repo))
+
+    async def referrers(self, client: "RegistryClient", repo: str, subject: Digest,
+                        artifact_type: Optional[str]) -> Optional[tuple[bytes, bool]]:
+        """client.referrers, except that once the host answered it has no API it is not asked again."""
+        known = self._api.get(client.host)
+        if known is not None:
+            if not await asyncio.shield(known):
+                return None
+            return await client.referrers(repo, subject, artifact_type)
+        known = self._api[client.host] = asyncio.get_running_loop().create_future()
+        try:
+            answer = await client.referrers(repo, subject, artifact_type)
+        except BaseException:
+            known.set_result(True)       # not learnt: the others ask for themselves
+            raise
+        known.set_result(answer is not None)
+        return answer
+
+
+LISTING_PAGE = 1000     # a repository with more tags than one page of this size has each tag asked for
+
+
+async def _listed_tags(client: "RegistryClient", repo: str) -> Optional[frozenset[str]]:
+    try:
+        tags = await client.tags_if_one_page(repo, LISTING_PAGE)
+    except Exception:      # noqa: BLE001 - not listable (permissions, a cap, a fault): each tag is
+        return None        # asked for instead, and that request reports what is wrong
+    return frozenset(tags) if tags is not None else None
+
+
 class Reader:
-    """Reads attachments beside `ref`; `image` (its opened source) reads manifests by digest."""
+    """Reads attachments beside `ref`; `image` (its opened source) reads manifests by digest;
+    `facts` (a source's, shared by the job) spare requests for tags and APIs known to be absent."""
 
     def __init__(self, session: "Session", ref: "ImageReference", opts: "TransportOptions",
-                 image: Optional["ImageSource"] = None) -> None:
-        self.session, self.ref, self.opts, self.image = session, ref, opts, image
+                 image: Optional["ImageSource"] = None, facts: Optional[SourceFacts] = None) -> None:
+        self.session, self.ref, self.opts, self.image, self.facts = session, ref, opts, image, facts
         self._registry: Optional[tuple["RegistryClient", str]] = None
+
+    def prefetch(self) -> None:
+        """Start listing the opened image's repository (wanted once its manifests are written)."""
+        reg = self.image.registry_repository() if self.facts is not None and self.image is not None else None
+        if reg is not None:
+            assert self.facts is not None
+            self.facts.start(*reg)
 
     async def registry(self) -> Optional[tuple["RegistryClient", str]]:
         """(client, repository) when the image lives in a registry (opening a network source does no I/O)."""
@@ -59,6 +118,11 @@ class Reader:
         ref = self.ref.with_tag(tag)
         if ref is None:
             return None
+        if self.facts is not None and ref.remote_host is not None:
+            reg = await self.registry()
+            listed = await self.facts.tags(*reg) if reg is not None else None
+            if listed is not None and tag not in listed:
+                return None
         try:
             src = await ref.open_source(self.session, self.opts)
         except NotFound:
@@ -97,7 +161,8 @@ class Reader:
         if reg is None:
             return None
         one_type = options.types[0] if len(options.types) == 1 else None
-        answer = await reg[0].referrers(reg[1], subject, one_type)
+        answer = await (self.facts.referrers(*reg, subject, one_type) if self.facts is not None
+                        else reg[0].referrers(reg[1], subject, one_type))
         if answer is None:
             return None
         return _wanted(index_entries(answer[0], f"referrers of {subject} in {self.ref}"), options)

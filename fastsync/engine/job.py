@@ -139,6 +139,8 @@ class Job:
                     dst_opts: TransportOptions, res: ImageResult, probed: Optional[Probed],
                     attachments: Any) -> None:
         src = await src_ref.open_source(self.session, src_opts)
+        if attachments is not None:
+            self._attachments().prefetch(src_ref, src, src_opts)     # under the manifests' round trips
         try:
             trust = self.options.trust      # fastsync.trust.copying.Trust: policy and signatures
             carried = await trust.check(self.session, src_ref, src, dst_ref, self.options) if trust else None

@@ -574,6 +574,20 @@ class RegistryClient:
                 from None
         return tags
 
+    async def tags_if_one_page(self, repo: str, page_size: int) -> Optional[list[str]]:
+        """`repo`'s tags when the first page (of at most `page_size`) holds them all, else None
+        (a lookup that must not cost one round trip per page)."""
+        what = f"listing tags of {self.host}/{repo}"
+        pages = self._pages(f"/v2/{repo}/tags/list?n={page_size}", repo, what, MAX_TAG_LIST)
+        try:
+            async for body, headers in pages:
+                if next_link(headers.get("Link", ""), self.base or ""):
+                    return None
+                return parse_tag_list(body, what, headers.get("Content-Type", ""))
+        finally:
+            await pages.aclose()
+        return None
+
     async def _pages(self, path: str, repo: str, what: str, cap: int, headers: Optional[dict[str, str]] = None
                      ) -> AsyncIterator[tuple[bytes, Mapping[str, str]]]:
         """GET `path` and the pages after it (`Link: <...>; rel="next"`), each read whole up to `cap`

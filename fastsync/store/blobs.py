@@ -1,7 +1,8 @@
 """Content-addressed blob store: blobs by digest, written to a temp name, verified, then renamed.
 
 Layout under ROOT (default $XDG_CACHE_HOME/fastsync):
-  blobs/<alg>/<hex>      read-only blob files; present only once verified (hardlinked out to dir:/oci:)
+  blobs/<alg>/<hex>      read-only blob files; present only once verified and synced (hardlinked out to
+                         dir:/oci:/registry-storage, which rely on that and do not sync them again)
   blake3/<hex>           blake3 of the blob (hex), written with it: `verify` re-hashes 4x faster with it
   manifests/<alg>/<hex>  manifest bytes by digest (lets a re-run plan without GETs)
   refs/<key>.json        remembered tag -> manifest digest per source (with ETag and last-checked time)
@@ -165,10 +166,16 @@ class Store:
         return p if desc.size < 0 or st.st_size == desc.size else None
 
     def adopt(self, path: str, new: Descriptor) -> str:
-        """Move a freshly written, already hashed file into the store under its digest (read-only)."""
+        """Move a freshly written, already hashed file into the store under its digest (read-only),
+        synced first as the store's writer does: destinations link store blobs without syncing them."""
         final = self.path(new.digest)
         os.makedirs(os.path.dirname(final), exist_ok=True)
         os.chmod(path, 0o444)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(path, final)
         return final
 

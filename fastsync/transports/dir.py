@@ -6,12 +6,12 @@ import os
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, AsyncIterator, Optional
 
-from fastsync.errors import FastsyncError, NotFound
+from fastsync.errors import FastsyncError, NotFound, no_space
 from fastsync.manifest import parse_manifest
 from fastsync.model import Descriptor, Digest
 from fastsync.transports.base import Capabilities, ImageDestination, ImageSource, PathReference, file_chunks
-from fastsync.transports.localfs import (StagedDir, atomic_write, blob_exists, checked_file, place_file,
-                                         stream_to_file)
+from fastsync.transports import durable
+from fastsync.transports.localfs import StagedDir, blob_exists, checked_file, in_thread, place_file, stream_to_file
 
 if TYPE_CHECKING:
     from fastsync.manifest import Manifest
@@ -94,10 +94,28 @@ class DirSource(ImageSource):
         return file_chunks(path)
 
 
+def _write(path: str, data: bytes) -> None:
+    """Write a file of the staging directory (nobody reads it before the commit renames the
+    directory into place; `commit` makes it durable first)."""
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chmod(path, 0o644)
+    except OSError as exc:
+        if no_space(exc):
+            exc.filename = path     # a full disk is reported with the file
+        raise
+
+
 class DirDestination(ImageDestination):
     """Writes into a staging directory swapped in at commit. `close` first waits for writes still
     running (a blob's thread cannot be stopped), then removes what was not committed; writes that
-    start after `close` fail instead of recreating the directory."""
+    start after `close` fail instead of recreating the directory.
+
+    Nothing is synced while the image is written: the commit fsyncs every file written into the
+    staging directory (not the blobs hardlinked from the store: a blob is durable before the store
+    takes it) and the directory itself, renames it into place and fsyncs the parent, all in one
+    thread. An image directory that survives a crash therefore holds all its files, complete."""
 
     capabilities = Capabilities(accepts_files=True)
 
@@ -108,8 +126,9 @@ class DirDestination(ImageDestination):
         self._writes = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._pending = durable.Pending(self.stage.path)
         try:
-            atomic_write(os.path.join(self.stage.path, "version"), VERSION)
+            self._put(os.path.join(self.stage.path, "version"), VERSION)
         except BaseException:
             self.stage.abort()
             raise
@@ -130,32 +149,44 @@ class DirDestination(ImageDestination):
     def _blob(self, desc: Descriptor) -> str:
         return os.path.join(self.stage.path, blob_name(desc.digest))
 
+    def _put(self, path: str, data: bytes) -> None:
+        _write(path, data)
+        self._pending.add(path)
+
     async def try_reuse_blob(self, desc: Descriptor, mount_from=None) -> bool:
         return blob_exists(self._blob(desc), desc)
 
     async def put_blob(self, desc: Descriptor, chunks: AsyncIterator[bytes]) -> None:
         async with self._writing():
             await stream_to_file(self._blob(desc), chunks)
+            self._pending.add(self._blob(desc))
 
     async def put_blob_file(self, desc: Descriptor, path: str, link: bool) -> None:
         async with self._writing():
             await place_file(path, self._blob(desc), link)
+            if not link:        # a link is of the store's inode, synced before the store took it
+                self._pending.add(self._blob(desc))
 
     async def put_manifest(self, man: "Manifest", instance: bool = False) -> None:
         async with self._writing():
             name = manifest_name(man.digest if instance else None)
-            atomic_write(os.path.join(self.stage.path, name), man.raw)
+            self._put(os.path.join(self.stage.path, name), man.raw)
 
     async def put_signatures(self, blobs: list[bytes], instance: Optional[Digest] = None) -> None:
         async with self._writing():
             for i, blob in enumerate(blobs):
-                atomic_write(os.path.join(self.stage.path, signature_name(i, instance)), blob)
+                self._put(os.path.join(self.stage.path, signature_name(i, instance)), blob)
 
     async def commit(self) -> None:
         if self._closed:
             raise FastsyncError(f"{self.reference}: the destination was closed")
         await self._idle.wait()
+        await in_thread(self._commit)
+
+    def _commit(self) -> None:
+        self._pending.flush()       # every file, then the staging directory's entries
         self.stage.commit()
+        durable.fsync_path(os.path.dirname(self.stage.final), directory=True)
 
     async def close(self) -> None:
         self._closed = True

@@ -89,8 +89,10 @@ class StorageImageReference(ImageReference):
 
     def check_root_spelling(self) -> None:
         """A one-line hint when ROOT was written as a path inside a storage root (ROOT/NAME:TAG)."""
+        if self.layout.exists():        # a root itself (the usual case: no walk up its ancestors)
+            return
         outer = enclosing_root(self.root)
-        if outer and not self.layout.exists():
+        if outer:
             raise InvalidReference(f"{self.spelled or self}: {self.root} is inside the storage root {outer}; ROOT "
                                    f"is the directory holding {V2}: write registry-storage:{outer}:NAME[:TAG] "
                                    f"(or registry-storage:{outer}/NAME[:TAG])")

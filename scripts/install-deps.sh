@@ -24,7 +24,7 @@ fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
   systemctl stop docker-registry || true
 fi
-if ! "$PYTHON" -c 'import fastsync.core._native, pytest, hypothesis, xdist, crcmod, nacl' >/dev/null 2>&1 \
+if ! "$PYTHON" -c 'import fastsync.core._native, pytest, hypothesis, xdist, crcmod, nacl, Cython' >/dev/null 2>&1 \
    || [ setup.py -nt fastsync/.built ] || [ -n "$(find ext -newer fastsync/.built -print -quit 2>/dev/null)" ]; then
   echo "install-deps: pip install -e .[test] (building the native core)" >&2
   FASTSYNC_REQUIRE_NATIVE=1 "$PYTHON" -m pip install -q --disable-pip-version-check -e ".[test]"

@@ -138,6 +138,14 @@ def test_verifying_context_loads_the_system_cas_at_its_first_handshake():
     assert ctx.cert_store_stats()["x509_ca"] == system
 
 
+def _fresh_python(code: str) -> str:
+    """What `code` prints in a new interpreter with this tree first on the path (it must exit 0)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-800:]
+    return proc.stdout.strip()
+
+
 def test_aiohttp_imported_without_loading_cas_and_with_a_lazy_default_context():
     code = (
         "import ssl\n"
@@ -149,9 +157,7 @@ def test_aiohttp_imported_without_loading_cas_and_with_a_lazy_default_context():
         "print(ssl.create_default_context().cert_store_stats()['x509_ca'] ==\n"
         "      ssl.create_default_context().cert_store_stats()['x509_ca'])\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and proc.stdout.strip() == "True", proc.stderr[-800:]
+    assert _fresh_python(code) == "True"
 
 
 def test_a_lazy_context_loads_the_system_cas_even_while_aiohttp_imports_in_a_thread():
@@ -167,9 +173,7 @@ def test_a_lazy_context_loads_the_system_cas_even_while_aiohttp_imports_in_a_thr
         "t.join()\n"
         "print(system > 0 and ctx.cert_store_stats()['x509_ca'] == system)\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and proc.stdout.strip() == "True", proc.stderr[-800:]
+    assert _fresh_python(code) == "True"
 
 
 def test_tls_registry_is_reached_through_a_lazy_context(tls_registry, tmp_path):

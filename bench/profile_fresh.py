@@ -1,7 +1,7 @@
 """One fresh sync of the bench corpus, for profiling: the bench's registries, one command, its figures.
 
     python -m bench.profile_fresh [--wan] [--scale 0.5] [--tool fastsync|floor] [--reps N]
-                                  [--wrap 'python -m cProfile -o /tmp/x.prof'] [--requests]
+                                  [--wrap 'python -m cProfile -o /tmp/x.prof'] [--requests] [--resync]
 
 Starts the seeded source registry (read-only) and a fresh destination registry the way the
 harness does (behind 20 ms proxies with --wan), runs the bench's command for the tool (``--wrap``
@@ -60,6 +60,8 @@ def main() -> int:
     ap.add_argument("--wrap", default="", help="replaces the argv's leading python (e.g. a profiler)")
     ap.add_argument("--extra", default="", help="more arguments for fastsync sync (e.g. --no-cache)")
     ap.add_argument("--requests", action="store_true", help="count the registries' requests")
+    ap.add_argument("--resync", action="store_true", help="measure a re-sync: the same sync once before "
+                    "(same destination and cache, not measured)")
     args = ap.parse_args()
     with Bench(args.scale, 20.0, None, OUT, lambda s: print(s, file=sys.stderr)) as bench:
         assert bench.src is not None
@@ -90,6 +92,11 @@ def main() -> int:
                 env["XDG_CACHE_HOME"] = str(work / "cache")
                 env["TMPDIR"] = str(work / "tmp")
                 (work / "tmp").mkdir()
+                if args.resync:
+                    first = run_measured(argv, env, work / "first.log", 1800)
+                    if first.returncode:
+                        print(first.error, file=sys.stderr)
+                        return 1
                 logs = [(name, r.log_path, r.log_path.stat().st_size if r.log_path.exists() else 0)
                         for name, r in (("dest", reg), ("src", src_reg))]
                 before = side_cpu()

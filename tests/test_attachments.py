@@ -178,41 +178,56 @@ def test_a_format_conversion_cannot_carry_them(registry, fresh_registry, signed:
                           "its attachments (signatures, SBOMs, referrers) name", code=1)
 
 
-def test_resync_costs_no_extra_round_and_sees_a_new_signature(registry, fresh_registry, signed: Signed,
-                                                              tmp_path: Path) -> None:
+def test_resync_of_an_unchanged_image_asks_the_source_first_and_sees_a_new_signature(
+        registry, fresh_registry, signed: Signed, tmp_path: Path) -> None:
     from support.roundproxy import RoundProxy, deepest, rounds
 
     name = signed.repo.rsplit("/", 1)[1]
+    unsigned = make_image(1498, layers=1, layer_size=1024, fmt="oci")
+    registry.push_image(unsigned, "supply/plain", "1")
     with RoundProxy(registry.url) as src, RoundProxy(fresh_registry.url) as dst:
-        def sync(*extra: str) -> list[tuple[int, str, str]]:
+        def sync(repo: str, *extra: str) -> list[tuple[int, str, str]]:
             src.clear()
             dst.clear()
             ok(fastsync("sync", "-q", *NO_TLS, "--cache", str(tmp_path / "cache"), *extra, "-s", "docker",
-                        "-d", "docker", f"{src.host}/{signed.repo}:1", f"{dst.host}/mirror"))
+                        "-d", "docker", f"{src.host}/{repo}:1", f"{dst.host}/mirror"))
             return rounds(src, dst)
-        first = sync()
+
+        def requests(got: list[tuple[int, str, str]], depth: int) -> list[tuple[str, str]]:
+            return sorted((m, p.split("/", 4)[-1]) for r, m, p in got if r == depth and p != "/v2/")
+
+        first = sync(signed.repo)
         assert_all_there(fresh_registry, f"mirror/{name}", signed)
         assert [p for r, _, p in first if r == 1] == ["/v2/", "/v2/"]      # the pings, remembered in the cache
-        plain, carried = sync("--no-attachments"), sync()
-        # nothing written, no blob touched; the attachment probes ride in the manifest probe's round,
-        # the first: the ping's answers are remembered from the first sync
-        assert all(m in ("GET", "HEAD") and "/blobs/" not in p for _, m, p in carried), carried
-        assert deepest(carried) == deepest(plain) == 1, carried
-        probes = sorted((m, p.split("/", 4)[-1]) for _, m, p in carried if p != "/v2/")
+        sync("supply/plain")
+        # the first round: both manifests by HEAD, the source's tag list and referrers; an image the
+        # source has no attachment for costs nothing more (the floor's HEADs plus the source's listing)
         d = ca.tag_of(signed.image.digest)
-        want = [("HEAD", f"manifests/{d}"), ("HEAD", f"manifests/{d}"), ("GET", f"referrers/{signed.image.digest}"),
-                ("GET", f"referrers/{signed.image.digest}"), ("HEAD", "manifests/1"), ("HEAD", "manifests/1")] + \
-            [("HEAD", f"manifests/{d}.{s}") for s in ("att", "att", "sbom", "sbom", "sig", "sig")]
-        assert probes == sorted(want)
+        for repo, image in (("supply/plain", unsigned), (signed.repo, signed.image)):
+            leaf = repo.rsplit("/", 1)[1]
+            probe = [("GET", f"referrers/{image.digest}"), ("GET", "tags/list?n=1000"), ("HEAD", "manifests/1"),
+                     ("HEAD", "manifests/1")]
+            got = sync(repo)
+            assert all(m in ("GET", "HEAD") and "/blobs/" not in p for _, m, p in got), got
+            assert requests(got, 1) == probe, got
+            assert [p.split("/")[3] for _, _, p in got if "/manifests/1" in p] == [leaf, leaf]
+        assert deepest(sync("supply/plain")) == deepest(sync("supply/plain", "--no-attachments")) == 1
+        # a signed image: one more round, the source's listed attachment tags and the destination's state
+        carried = sync(signed.repo)
+        assert deepest(carried) == 2, carried
+        at_source = [("HEAD", f"manifests/{d}{s}") for s in ("", ".att", ".sig")]      # the listed ones
+        at_destination = [("HEAD", f"manifests/{d}{s}") for s in ("", ".att", ".sbom", ".sig")] + \
+            [("GET", f"referrers/{signed.image.digest}")]
+        assert requests(carried, 2) == sorted(at_source + at_destination), carried
 
         # a new signature at the source: picked up by the next sync, digest for digest
         other = ec.generate_private_key(ec.SECP256R1())
         both = ca.signature(signed.image.digest, f"{registry.host}/{signed.repo}:1", [other], appended_to=signed.sig)
         assert both.digest != signed.sig.digest
         ca.push_tagged(registry, signed.repo, signed.image.digest, "sig", both)
-        sync()
+        sync(signed.repo)
         assert ca.manifest_at(fresh_registry, f"mirror/{name}", ca.tag_of(signed.image.digest, "sig")) == both.manifest
-        assert deepest(sync()) == 1
+        assert deepest(sync(signed.repo)) == 2
 
 
 def _verify_setup(tmp_path: Path, key: ec.EllipticCurvePrivateKey, identity: str) -> tuple[Path, Path]:

@@ -116,13 +116,8 @@ class Reader:
     async def tag(self, tag: str) -> Optional[tuple[bytes, str]]:
         """The manifest tagged `tag` beside the image, or None."""
         ref = self.ref.with_tag(tag)
-        if ref is None:
+        if ref is None or await self._unlisted(tag):
             return None
-        if self.facts is not None and ref.remote_host is not None:
-            reg = await self.registry()
-            listed = await self.facts.tags(*reg) if reg is not None else None
-            if listed is not None and tag not in listed:
-                return None
         try:
             src = await ref.open_source(self.session, self.opts)
         except NotFound:
@@ -134,8 +129,32 @@ class Reader:
         finally:
             await src.close()
 
+    async def listed(self) -> Optional[frozenset[str]]:
+        """The repository's tags as `facts` listed them (None: no facts, not a registry, or not
+        listable in one page)."""
+        if self.facts is None or self.ref.remote_host is None:
+            return None
+        reg = await self.registry()
+        return await self.facts.tags(*reg) if reg is not None else None
+
+    async def _unlisted(self, tag: str) -> bool:
+        listed = await self.listed()
+        return listed is not None and tag not in listed
+
+    async def has_none(self, subject: Digest, options: AttachmentOptions) -> bool:
+        """True when the listing and the referrers API (asked at once) show no attachment of
+        `subject` the options want; False when they show one or cannot tell."""
+        listed, api = await asyncio.gather(self.listed(), self.api_entries(subject, options))
+        if listed is None or api:
+            return False
+        wanted = {cosign_tag(subject, s) for s, kind in COSIGN_SUFFIXES if options.wants(kind, "")}
+        return not (listed & (wanted | {fallback_tag(subject)}))
+
     async def head(self, tag: str) -> Optional[Digest]:
-        """The digest tagged `tag`, by HEAD where the image is in a registry."""
+        """The digest tagged `tag`, by HEAD where the image is in a registry (no request for a tag
+        the listing does not have)."""
+        if await self._unlisted(tag):
+            return None
         reg = await self.registry()
         if reg is not None:
             client, repo = reg

@@ -1,12 +1,16 @@
-"""The sync planner's check that a destination already has an image's attachments, in one round.
+"""The sync planner's check that a destination already has an image's attachments.
 
-For the image's digest, both ends are asked at once (and at once with the planner's manifest probe):
-the three cosign tags and the fallback index tag by HEAD, and the referrers API where there is a
-registry. The destination is in step when every cosign tag the source has points at the same
+First the source alone, at once with the planner's manifest probe: its repository's tags, listed
+once per job (`SourceFacts`), and the referrers API where there is one (asked once per host when it
+has none). An image whose source shows no attachment costs nothing more — most images of a re-sync,
+which then cost the floor's requests plus one tag listing per source repository. Otherwise (or when
+the source cannot be listed in one page, or is not a registry) both ends are asked at once: the
+three cosign tags and the fallback index tag by HEAD (at the source only those listed), and the
+referrers API. The destination is in step when every cosign tag the source has points at the same
 manifest there and every referrer the source lists is listed there too; only when the two fallback
-indexes differ are they read (a second round). No manifest is GET while things are unchanged (a
-HEAD is not a pull). This looks at the first level only: a new signature of an unchanged SBOM is not
-seen by it (the next copy of the image carries it).
+indexes differ are they read. No manifest is GET while things are unchanged (a HEAD is not a pull).
+This looks at the first level only: a new signature of an unchanged SBOM is not seen by it (the next
+copy of the image carries it).
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
-from fastsync.attachments.discover import Reader
+from fastsync.attachments.discover import Reader, SourceFacts
 from fastsync.attachments.model import COSIGN_SUFFIXES, AttachmentOptions, cosign_tag, fallback_tag
 from fastsync.model import Digest
 
@@ -50,11 +54,15 @@ async def _listed(reader: Reader, state: _State, subject: Digest, options: Attac
 
 async def in_step(session: "Session", src_ref: "ImageReference", src_opts: "TransportOptions",
                   dst_ref: "ImageReference", dst_opts: "TransportOptions", subject: Digest,
-                  options: AttachmentOptions) -> bool:
-    """Whether `dst_ref` holds the attachments `src_ref` has for `subject` (first level)."""
+                  options: AttachmentOptions, facts: Optional[SourceFacts] = None) -> bool:
+    """Whether `dst_ref` holds the attachments `src_ref` has for `subject` (first level); `facts`
+    (the job's, of its sources) spares a listing per image of the same repository."""
     if dst_ref.with_tag("latest") is None:
         return True                   # nothing can be carried there: nothing to wait for
-    src, dst = Reader(session, src_ref, src_opts), Reader(session, dst_ref, dst_opts)
+    src = Reader(session, src_ref, src_opts, facts=facts if facts is not None else SourceFacts())
+    if await src.has_none(subject, options):
+        return True                   # nothing to carry: whatever the destination has will do
+    dst = Reader(session, dst_ref, dst_opts)
     s, d = await asyncio.gather(_state(src, subject, options), _state(dst, subject, options))
     if not all(v is None or d.tags.get(k) == v for k, v in s.tags.items()):
         return False

@@ -108,6 +108,7 @@ class Planner:
         self.session = session
         self.options = options
         self.store = session.store
+        self._source_facts: Any = None     # attachments.discover.SourceFacts, made by the first probe
 
     async def plan(self, items: list[SyncItem]) -> list[PlannedImage]:
         sem = asyncio.Semaphore(self.options.images_at_once)
@@ -197,9 +198,13 @@ class Planner:
         return known.digest if known is not None else None
 
     async def _attachments_in_step(self, item: SyncItem, digest: Digest, atts: Any) -> bool:
+        from fastsync.attachments.discover import SourceFacts
         from fastsync.attachments.probe import in_step
 
-        return await in_step(self.session, item.source, item.src_opts, item.destination, item.dst_opts, digest, atts)
+        if self._source_facts is None:
+            self._source_facts = SourceFacts()
+        return await in_step(self.session, item.source, item.src_opts, item.destination, item.dst_opts, digest, atts,
+                             self._source_facts)
 
     async def _top(self, item: SyncItem, src: ImageSource) -> tuple[bytes, str]:
         """The source's top manifest; a registry tag whose HEAD matches the remembered digest is read

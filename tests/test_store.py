@@ -158,3 +158,43 @@ def test_concurrent_runs_share_the_store(tmp_path: Path) -> None:
     store = Store(str(tmp_path))
     res = store.verify(full=True)
     assert res.checked == 40 and res.bad == [] and os.listdir(store.tmp) == []
+
+
+def test_an_abort_waits_for_the_write_under_way_in_a_thread(tmp_path, monkeypatch):
+    """The tee writes a blob's batches in worker threads while the loop may abort the writer: the
+    abort waits for the batch being written, so no thread writes to a closed (or reused) descriptor,
+    and nothing of the blob is left behind."""
+    import threading
+
+    import fastsync.store.blobs as blobs
+
+    store = Store(str(tmp_path / "cache"))
+    data = b"x" * 4096
+    desc = Descriptor("application/octet-stream", Digest.of(data), len(data))
+    writer = store.writer(desc, verified=True)
+    real_writev = os.writev
+    entered = threading.Event()
+
+    def slow_writev(fd, buffers):
+        entered.set()
+        time.sleep(0.3)
+        return real_writev(fd, buffers)
+
+    monkeypatch.setattr(blobs.os, "writev", slow_writev)
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            writer.write_many([data])
+        except BaseException as exc:   # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    t = threading.Thread(target=write)
+    t.start()
+    assert entered.wait(5)
+    writer.abort()                     # while the write sleeps inside writev
+    t.join()
+    assert errors == []
+    assert os.listdir(store.tmp) == [] and store.lookup(desc) is None
+    with pytest.raises(Exception, match="after its writer was closed"):
+        writer.write_many([data])

@@ -74,6 +74,7 @@ class BlobMover:
             if writer is not None:
                 await in_thread(writer.commit)      # fsync and rename off the event loop
         except BaseException:
+            await chain.close()                     # the tee's batch under way ends first
             if writer is not None:
                 writer.abort()
             raise

@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import os
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,8 +38,8 @@ def default_root() -> str:
     return os.path.join(base, "fastsync")
 
 
-_LOCKED_PREFIXES = ("w-", "s-")
-_IOV_MAX = 1024                   # buffers one writev takes (Linux)   # temp files whose writers hold a flock while alive
+_LOCKED_PREFIXES = ("w-", "s-")   # temp files whose writers hold a flock while alive
+_IOV_MAX = 1024                   # buffers one writev takes (Linux)
 
 
 class CacheBusy(FastsyncError):
@@ -344,7 +345,9 @@ class StoreWriter:
     """Receives a blob's chunks; `commit` verifies and renames it into place, `abort` discards it.
 
     The temp file is flock'ed while the writer lives, so another run's sweep never takes it, and a
-    killed run's leftovers (unlocked) are swept on the next run."""
+    killed run's leftovers (unlocked) are swept on the next run. `write_many`, `commit` and `abort`
+    exclude each other (worker threads write and commit while the loop may abort): an abort waits
+    for the call under way, so no thread ever writes to or syncs a closed (or reused) descriptor."""
 
     def __init__(self, store: Store, desc: Descriptor, verified: bool = False) -> None:
         self.store = store
@@ -353,6 +356,7 @@ class StoreWriter:
         fd, self.tmp_path = tempfile.mkstemp(prefix=f"w-{desc.digest.hex[:16]}-", dir=store.tmp)
         fcntl.flock(fd, fcntl.LOCK_EX)
         self.fd: Optional[int] = fd      # written unbuffered: whole chunks, one writev per batch
+        self._lock = threading.Lock()
         self.digester = None if verified else native.Digester()
         self.b3 = _blake3.blake3() if _blake3 is not None else None
 
@@ -361,12 +365,17 @@ class StoreWriter:
 
     def write_many(self, chunks: Sequence[bytes]) -> None:
         """Append `chunks` (in order), in one system call when the kernel takes them all."""
+        with self._lock:
+            self._write_many(chunks)
+
+    def _write_many(self, chunks: Sequence[bytes]) -> None:
+        if self.fd is None:
+            raise FastsyncError(f"blob {self.desc.digest}: written to the cache after its writer was closed")
         for chunk in chunks:
             if self.digester is not None:
                 self.digester.update(chunk)
             if self.b3 is not None:
                 self.b3.update(chunk)
-        assert self.fd is not None
         try:
             for at in range(0, len(chunks), _IOV_MAX):
                 group = chunks[at:at + _IOV_MAX]
@@ -383,7 +392,12 @@ class StoreWriter:
 
     def commit(self) -> str:
         """Verify, fsync, make read-only and rename; returns the blob's final path."""
-        assert self.fd is not None
+        with self._lock:
+            return self._commit()
+
+    def _commit(self) -> str:
+        if self.fd is None:
+            raise FastsyncError(f"blob {self.desc.digest}: committed to the cache after its writer was closed")
         try:
             os.fsync(self.fd)
         except OSError as exc:
@@ -391,7 +405,7 @@ class StoreWriter:
         if self.digester is not None:
             result = self.digester.result()
             if result.digest != str(self.desc.digest) or (0 <= self.desc.size != result.size):
-                self.abort()
+                self._abort()
                 raise DigestMismatch(f"blob {self.desc.digest}", str(self.desc.digest), result.digest)
         final = self.store.path(self.desc.digest)
         os.makedirs(os.path.dirname(final), exist_ok=True)
@@ -403,6 +417,10 @@ class StoreWriter:
         return final
 
     def abort(self) -> None:
+        with self._lock:
+            self._abort()
+
+    def _abort(self) -> None:
         try:
             os.unlink(self.tmp_path)
         except FileNotFoundError:

@@ -272,3 +272,71 @@ def test_the_cache_write_runs_behind_the_stream_in_order() -> None:
         return out
 
     assert len(asyncio.run(go())) == 5
+
+
+def test_a_consumer_that_stops_at_the_last_byte_leaves_the_cache_copy_whole(tmp_path):
+    """aiohttp ends a request when the answer comes and cancels its body writer then: the stream is
+    never asked past its last chunk. With the blob's size known, the tee writes every chunk before
+    passing the last one on, and verification checks the digest before it, so the writer holds the
+    whole verified blob and commits it."""
+    from fastsync.core.pipeline import verified
+    from fastsync.store.blobs import Store
+
+    data = bytes(range(256)) * 9000                      # ~2.2 MiB: several batches and a tail
+    desc = Descriptor("application/octet-stream", Digest.of(data), len(data))
+    store = Store(str(tmp_path / "cache"))
+
+    async def source():
+        for at in range(0, len(data), 65536):
+            yield data[at:at + 65536]
+
+    async def go() -> str:
+        writer = store.writer(desc, verified=True)
+        stream = tee(verified(source(), desc, "blob"), writer.write_many, size=desc.size)
+        got = 0
+        async for chunk in stream:
+            got += len(chunk)
+            if got == len(data):
+                break                                    # no anext after the last chunk
+        await stream.aclose()
+        return await asyncio.get_running_loop().run_in_executor(None, writer.commit)
+
+    path = asyncio.run(go())
+    assert open(path, "rb").read() == data
+
+
+def test_verification_fails_before_the_last_chunk_is_passed_on(tmp_path):
+    from fastsync.core.pipeline import verified
+    from fastsync.errors import DigestMismatch
+
+    data = b"a" * 100_000
+    desc = Descriptor("application/octet-stream", Digest.of(b"b" * 100_000), len(data))
+
+    async def source():
+        yield data[:50_000]
+        yield data[50_000:]
+
+    async def go() -> int:
+        passed = 0
+        with pytest.raises(DigestMismatch):
+            async for chunk in verified(source(), desc, "blob"):
+                passed += len(chunk)
+        return passed
+
+    assert asyncio.run(go()) == 50_000
+
+
+def test_a_verified_writer_refuses_to_commit_fewer_bytes_than_the_blob_has(tmp_path):
+    import os
+
+    from fastsync.errors import DigestMismatch
+    from fastsync.store.blobs import Store
+
+    data = b"z" * 10_000
+    desc = Descriptor("application/octet-stream", Digest.of(data), len(data))
+    store = Store(str(tmp_path / "cache"))
+    writer = store.writer(desc, verified=True)
+    writer.write_many([data[:6000]])
+    with pytest.raises(DigestMismatch, match="6000 bytes"):
+        writer.commit()
+    assert store.lookup(desc) is None and os.listdir(store.tmp) == []

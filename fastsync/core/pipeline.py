@@ -20,10 +20,13 @@ TEE_BATCH = 512 << 10  # bytes of chunks a worker thread writes at once (one han
 async def verified(chunks: AsyncIterator[bytes], desc: Descriptor, what: str,
                    transient: bool = False) -> AsyncIterator[bytes]:
     """Pass chunks through while hashing; raise DigestMismatch before the stream ends cleanly if wrong
-    (`transient`: the bytes were downloaded, so the mismatch is retryable, from the start)."""
+    (`transient`: the bytes were downloaded, so the mismatch is retryable, from the start). With a
+    known size the digest is checked before the last chunk is passed on: a consumer that stops once
+    it has `size` bytes (an HTTP body of that Content-Length) has had only verified bytes."""
     loop = asyncio.get_running_loop()
     digester = native.Digester()
     size = 0
+    checked = False
     async for chunk in chunks:
         size += len(chunk)
         if 0 <= desc.size < size:
@@ -32,7 +35,15 @@ async def verified(chunks: AsyncIterator[bytes], desc: Descriptor, what: str,
             await loop.run_in_executor(None, digester.update, chunk)
         else:
             digester.update(chunk)
+        if size == desc.size:
+            _check(digester, desc, what, transient)
+            checked = True
         yield chunk
+    if not checked:
+        _check(digester, desc, what, transient)
+
+
+def _check(digester: "native.Digester", desc: Descriptor, what: str, transient: bool) -> None:
     result = digester.result()
     if result.digest != str(desc.digest):
         raise DigestMismatch(what, str(desc.digest), result.digest, transient)
@@ -48,23 +59,36 @@ async def counted(chunks: AsyncIterator[bytes], on_bytes: Callable[[int], None])
 
 
 async def tee(chunks: AsyncIterator[bytes], sink: Callable[[list[bytes]], None], lag: int = TEE_LAG,
-              batch: int = TEE_BATCH) -> AsyncIterator[bytes]:
+              batch: int = TEE_BATCH, size: int = -1) -> AsyncIterator[bytes]:
     """Hand every chunk to `sink` (e.g. a store writer's `write_many`) as it passes, without the
     stream waiting for the sink: the chunks are gathered into batches of about `batch` bytes, each
     written, in order, by one of the loop's worker threads while the stream flows on -- one batch in
     flight at a time, at most `lag` bytes behind (then the stream waits). The stream ends once every
-    chunk is written; a sink error stops it. Once the stream is closed (ended, failed or cancelled),
-    the batch being written has ended and none is written after: the writer may be aborted."""
+    chunk is written; a sink error stops it. With a known `size`, every chunk is written before the
+    last one is passed on, so a consumer that stops (or is cancelled) once it has `size` bytes -- an
+    HTTP client whose request ended when the answer came -- leaves nothing unwritten. Once the stream
+    is closed (ended, failed or cancelled), the batch being written has ended and none is written
+    after: the writer may be aborted."""
     loop = asyncio.get_running_loop()
     gate = _Gate()
     pending: list[bytes] = []
     held = 0                                   # bytes in `pending`
     flight: Optional[asyncio.Future[None]] = None
     flying = 0                                 # bytes of the batch in flight
+    seen = 0
     try:
         async for chunk in chunks:
             pending.append(chunk)
             held += len(chunk)
+            seen += len(chunk)
+            if seen == size:                   # the last chunk: all of it is written before it goes on
+                if flight is not None:
+                    await flight
+                    flight = None
+                await loop.run_in_executor(None, gate.write, sink, pending)
+                pending, held = [], 0
+                yield chunk
+                continue
             if flight is not None and (flight.done() or held + flying > lag):
                 await flight                   # the sink's error, if it failed
                 flight = None

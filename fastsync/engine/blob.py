@@ -69,7 +69,7 @@ class BlobMover:
         writer = self.store.writer(desc, verified=True) if self.store else None
         try:
             if writer is not None:       # the upload does not wait for the disk
-                chunks = chain(tee(chunks, writer.write_many))
+                chunks = chain(tee(chunks, writer.write_many, size=desc.size))
             await dst.put_blob(desc, chunks)
             if writer is not None:
                 await in_thread(writer.commit)      # fsync and rename off the event loop
@@ -90,7 +90,7 @@ class BlobMover:
         chunks = chain(self._progress(chunks, desc))
         writer = self.store.writer(desc, verified=True)
         try:
-            async for _ in chain(tee(chunks, writer.write_many)):
+            async for _ in chain(tee(chunks, writer.write_many, size=desc.size)):
                 pass
             return await in_thread(writer.commit)
         except BaseException:

@@ -357,6 +357,7 @@ class StoreWriter:
         fcntl.flock(fd, fcntl.LOCK_EX)
         self.fd: Optional[int] = fd      # written unbuffered: whole chunks, one writev per batch
         self._lock = threading.Lock()
+        self.written = 0
         self.digester = None if verified else native.Digester()
         self.b3 = _blake3.blake3() if _blake3 is not None else None
 
@@ -386,6 +387,7 @@ class StoreWriter:
                         rest = rest[os.write(self.fd, rest):]
         except OSError as exc:
             raise self._full(exc) from None
+        self.written += sum(len(c) for c in chunks)
 
     def _full(self, exc: OSError) -> OSError | DiskFull:
         return disk_full(exc, f"the cache {self.store.root}", self.tmp_path) if no_space(exc) else exc
@@ -402,6 +404,10 @@ class StoreWriter:
             os.fsync(self.fd)
         except OSError as exc:
             raise self._full(exc) from None
+        if 0 <= self.desc.size != self.written:     # a stream cut short (verified or not): never kept
+            self._abort()
+            raise DigestMismatch(f"blob {self.desc.digest} (size, in the cache)", f"{self.desc.size} bytes",
+                                 f"{self.written} bytes")
         if self.digester is not None:
             result = self.digester.result()
             if result.digest != str(self.desc.digest) or (0 <= self.desc.size != result.size):

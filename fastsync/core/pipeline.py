@@ -26,7 +26,7 @@ async def verified(chunks: AsyncIterator[bytes], desc: Descriptor, what: str,
     loop = asyncio.get_running_loop()
     digester = native.Digester()
     size = 0
-    checked = False
+    checked = False                            # (an empty blob may come as no chunk at all)
     async for chunk in chunks:
         size += len(chunk)
         if 0 <= desc.size < size:
@@ -35,7 +35,7 @@ async def verified(chunks: AsyncIterator[bytes], desc: Descriptor, what: str,
             await loop.run_in_executor(None, digester.update, chunk)
         else:
             digester.update(chunk)
-        if size == desc.size:
+        if size == desc.size:                  # the last chunk of a known size: checked before it goes on
             _check(digester, desc, what, transient)
             checked = True
         yield chunk
@@ -76,31 +76,32 @@ async def tee(chunks: AsyncIterator[bytes], sink: Callable[[list[bytes]], None],
     flight: Optional[asyncio.Future[None]] = None
     flying = 0                                 # bytes of the batch in flight
     seen = 0
+
+    async def drain() -> None:                 # every chunk so far written, in order
+        nonlocal flight, pending, held
+        if flight is not None:
+            await flight
+            flight = None
+        if pending:
+            rest, pending, held = pending, [], 0
+            await loop.run_in_executor(None, gate.write, sink, rest)
+
     try:
         async for chunk in chunks:
             pending.append(chunk)
             held += len(chunk)
             seen += len(chunk)
             if seen == size:                   # the last chunk: all of it is written before it goes on
-                if flight is not None:
-                    await flight
+                await drain()
+            else:
+                if flight is not None and (flight.done() or held + flying > lag):
+                    await flight               # the sink's error, if it failed
                     flight = None
-                await loop.run_in_executor(None, gate.write, sink, pending)
-                pending, held = [], 0
-                yield chunk
-                continue
-            if flight is not None and (flight.done() or held + flying > lag):
-                await flight                   # the sink's error, if it failed
-                flight = None
-            if flight is None and held >= batch:
-                flight, flying = loop.run_in_executor(None, gate.write, sink, pending), held
-                pending, held = [], 0
+                if flight is None and held >= batch:
+                    flight, flying = loop.run_in_executor(None, gate.write, sink, pending), held
+                    pending, held = [], 0
             yield chunk
-        if flight is not None:
-            await flight
-            flight = None
-        if pending:
-            await loop.run_in_executor(None, gate.write, sink, pending)
+        await drain()
     finally:
         gate.close()
 

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from fastsync.options import NetworkOptions
 from fastsync.registry.auth import parse_challenge
-from fastsync.registry.pings import PingResult
+from fastsync.registry.pings import FAILING_STATUSES, PingResult
 
 from fastsync.registry.stats import NO_ANSWER
 
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("fastsync")
 CAP = 3.0                  # seconds, at most, for the connection and for the answer's head
 MAX_HEAD = 64 << 10        # bytes of status line and headers
-REPORTED = (404, 408, 425, 429)
 
 
 async def bare_ping(host: str, insecure: bool, ctx: ssl.SSLContext, user_agent: str,
@@ -45,7 +44,7 @@ async def bare_ping(host: str, insecure: bool, ctx: ssl.SSLContext, user_agent: 
         except (OSError, EOFError, ValueError, asyncio.LimitOverrunError):
             continue                           # refused, reset, not TLS, not HTTP: the next scheme
         log.debug("GET %s://%s/v2/ -> %d", scheme, host, status)
-        if status >= 500 or status in REPORTED:
+        if status >= 500 or status in FAILING_STATUSES:
             return None
         return PingResult(f"{scheme}://{host}", parse_challenge(challenge) if status == 401 else None)
     return None

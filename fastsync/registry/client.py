@@ -15,7 +15,7 @@ from fastsync.model import Descriptor, Digest
 from fastsync.options import NetworkOptions
 from fastsync.registry.limits import MAX_MANIFEST, MAX_TAG_LIST, read_capped, read_start
 from fastsync.registry import ranged
-from fastsync.registry.pings import PingMemo, PingResult
+from fastsync.registry.pings import FAILING_STATUSES, PingMemo, PingResult
 from fastsync.registry.watch import Offered, guarded, upload_timeout
 from fastsync.registry.tls import ssl_context
 from fastsync.registry.wire import (REDIRECTS, body_error, describe, error_text, loggable, next_link, origin,
@@ -144,7 +144,7 @@ class RegistryClient:
                     log.debug("GET %s -> %d", url, resp.status)
                     if resp.status == 401:
                         self._challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
-                    elif resp.status >= 500 or resp.status in (404, 408, 425, 429):
+                    elif resp.status >= 500 or resp.status in FAILING_STATUSES:
                         exc = RegistryError(f"pinging container registry {self.host}: unexpected status "
                                             f"{resp.status}", resp.status)
                         exc.retry_after = parse_retry_after(resp.headers.get("Retry-After"))

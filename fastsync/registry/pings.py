@@ -25,6 +25,8 @@ from typing import Any, Callable, Optional
 from fastsync.registry.auth import Challenge
 
 TTL = 600.0                            # seconds a ping's answer on disk is used for
+# a ping answered with one of these (or 5xx) fails; the full ping and bareping's both go by it
+FAILING_STATUSES = (404, 408, 425, 429)
 VERSION = 1
 
 

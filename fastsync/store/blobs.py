@@ -385,9 +385,9 @@ class StoreWriter:
                     rest = memoryview(b"".join(group))[done:]
                     while rest:
                         rest = rest[os.write(self.fd, rest):]
+                self.written += want
         except OSError as exc:
             raise self._full(exc) from None
-        self.written += sum(len(c) for c in chunks)
 
     def _full(self, exc: OSError) -> OSError | DiskFull:
         return disk_full(exc, f"the cache {self.store.root}", self.tmp_path) if no_space(exc) else exc
